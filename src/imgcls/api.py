@@ -1,0 +1,80 @@
+"""The Python API: every CLI verb is a thin layer over these calls.
+
+    from imgcls import Classifier
+    clf = Classifier.train("photos/", epochs=5)          # -> runs/efficientnet_lite0-feature-extraction
+    Classifier.load("runs/efficientnet_lite0-feature-extraction").predict("new_photos/")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from imgcls.config import load_train_config
+from imgcls.rundir import RunDir
+
+
+class Classifier:
+    """A trained image classifier: a run directory, checkpoint or exported model."""
+
+    def __init__(self, predictor: Any, run: RunDir | None = None):
+        self.predictor = predictor
+        self.run = run
+
+    def __repr__(self) -> str:
+        return f"Classifier({str(self.path)!r}, classes={self.classes})"
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.predictor.classes)
+
+    @property
+    def path(self) -> Path:
+        return self.run.path if self.run else self.predictor.source
+
+    # training ------------------------------------------------------------------------------------
+    @classmethod
+    def train(cls, data: str | Path | None = None, *, config: str | Path | None = None, **options: Any) -> Classifier:
+        """Train on DATA with options named as the flags of ``imgcls train`` (snake_case); returns the
+        best model of the new run. ``config`` is a YAML file of the same settings (options win)."""
+        from imgcls.training.fit import train
+
+        settings = load_train_config(config, data=str(data) if data is not None else None, **options)
+        return cls.load(train(settings).path)
+
+    @classmethod
+    def resume(cls, run: str | Path) -> Classifier:
+        """Continue an interrupted run from its last.pt."""
+        from imgcls.training.fit import resume
+
+        return cls.load(resume(run).path)
+
+    # using a model -------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, path: str | Path, device: str = "cpu") -> Classifier:
+        """A run directory, ``.pt`` checkpoint, exported ``.onnx`` or TorchScript ``.ts`` file."""
+        from imgcls.evaluation.evaluate import run_dir_of
+        from imgcls.inference.predictor import Predictor
+
+        return cls(Predictor.load(path, device=device), run_dir_of(path))
+
+    def predict(self, inputs: str | Path | Iterable[str | Path], topk: int = 5, batch_size: int = 32,
+                progress: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
+        """``[{"path", "label", "score", "topk": [{"label", "score"}]}]`` for image files and folders."""
+        return [p.to_dict() for p in self.predictor.predict(inputs, topk=topk, batch_size=batch_size,
+                                                            progress=progress)]
+
+    def evaluate(self, data: str | Path | None = None, split: str = "val") -> dict[str, Any]:
+        """Metrics on a split of ``data`` (default: the run's own data and split)."""
+        from imgcls.evaluation.evaluate import data_for, evaluate_predictor
+
+        source = data_for(self.path, str(data) if data is not None else None)
+        return evaluate_predictor(self.predictor, source, split).metrics
+
+
+def split(src: str | Path, out: str | Path, val: float = 0.2, test: float = 0.0, seed: int = 42) -> dict:
+    """Write a stratified train/val(/test) copy of one class-folder tree (hard links where possible)."""
+    from imgcls.data.split import split_folder
+
+    return split_folder(src, out, val=val, test=test, seed=seed)

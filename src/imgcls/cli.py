@@ -1,0 +1,217 @@
+"""The ``imgcls`` command: parse, call the Python API, print, map errors to exit codes.
+
+User mistakes (:class:`ImgclsError`) print one line and exit 2; anything else is a bug (exit 1
+with a traceback). ``--json`` output goes to stdout alone; logs and progress go to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from imgcls.errors import ImgclsError
+
+app = typer.Typer(
+    name="imgcls",
+    help="Train, evaluate, export and serve image classifiers from folders of photos.",
+    add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+TRAIN_FLAGS = "Training settings (defaults in parentheses are decided from the data and model when empty)"
+
+
+def _setup_logging(verbose: bool = False) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    root = logging.getLogger("imgcls")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    root.propagate = False
+
+
+def _echo_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def _progress(total_hint: str):  # noqa: ANN202 - returns a callback
+    from tqdm import tqdm
+
+    bar = None
+
+    def update(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, desc=total_hint, unit="img", file=sys.stderr, disable=total < 64, leave=False)
+        bar.n = done
+        bar.refresh()
+        if done >= total:
+            bar.close()
+
+    return update
+
+
+# train ------------------------------------------------------------------------------------------
+@app.command()
+def train(
+    data: Optional[str] = typer.Argument(None, help="Folder with train/ and val/, a folder of class folders, "
+                                                    "or cifar10[:PATH]."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue an interrupted run from its last.pt."),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML file of settings (keys as flags; flags win)."),
+    model: Optional[str] = typer.Option(None, help="timm name, small_cnn/cifar_cnn/resnet_cifar "
+                                                   "(efficientnet_lite0, ImageNet weights offline).",
+                                        rich_help_panel=TRAIN_FLAGS),
+    strategy: Optional[str] = typer.Option(None, help="scratch | feature-extraction (linear-probe) | finetune | "
+                                                      "staged (feature-extraction when pretrained, else scratch).",
+                                           rich_help_panel=TRAIN_FLAGS),
+    weights: Optional[str] = typer.Option(None, help="Local pretrained weights file (.pt/.pth state dict).",
+                                          rich_help_panel=TRAIN_FLAGS),
+    pretrained: Optional[bool] = typer.Option(None, "--pretrained/--no-pretrained",
+                                              help="Start from pretrained weights (yes when available).",
+                                              rich_help_panel=TRAIN_FLAGS),
+    epochs: Optional[int] = typer.Option(None, help="Epochs (10).", rich_help_panel=TRAIN_FLAGS),
+    batch_size: Optional[int] = typer.Option(None, help="Images per batch (32).", rich_help_panel=TRAIN_FLAGS),
+    lr: Optional[float] = typer.Option(None, help="Learning rate (by strategy and optimizer).",
+                                       rich_help_panel=TRAIN_FLAGS),
+    weight_decay: Optional[float] = typer.Option(None, help="Weight decay (0.01).", rich_help_panel=TRAIN_FLAGS),
+    img_size: Optional[int] = typer.Option(None, help="Input size in pixels (the model's own; scratch nets: "
+                                                      "the data's).", rich_help_panel=TRAIN_FLAGS),
+    optimizer: Optional[str] = typer.Option(None, help="adamw | sgd | adam (adamw).", rich_help_panel=TRAIN_FLAGS),
+    scheduler: Optional[str] = typer.Option(None, help="cosine | step | plateau | none (cosine).",
+                                            rich_help_panel=TRAIN_FLAGS),
+    warmup_epochs: Optional[int] = typer.Option(None, help="Linear warm-up epochs (0).", rich_help_panel=TRAIN_FLAGS),
+    label_smoothing: Optional[float] = typer.Option(None, help="Label smoothing (0).", rich_help_panel=TRAIN_FLAGS),
+    mixup: Optional[float] = typer.Option(None, help="Mixup alpha, 0 = off (0).", rich_help_panel=TRAIN_FLAGS),
+    cutmix: Optional[float] = typer.Option(None, help="CutMix alpha, 0 = off (0).", rich_help_panel=TRAIN_FLAGS),
+    balance: Optional[str] = typer.Option(None, help="Class imbalance: none | sampler | loss (none).",
+                                          rich_help_panel=TRAIN_FLAGS),
+    patience: Optional[int] = typer.Option(None, help="Stop after this many epochs without a better val accuracy.",
+                                           rich_help_panel=TRAIN_FLAGS),
+    seed: Optional[int] = typer.Option(None, help="Random seed (42).", rich_help_panel=TRAIN_FLAGS),
+    precision: Optional[str] = typer.Option(None, help="32 | 16-mixed | bf16-mixed (bf16/16 on GPU, 32 on CPU).",
+                                            rich_help_panel=TRAIN_FLAGS),
+    devices: Optional[int] = typer.Option(None, help="Processes/GPUs on this machine (1).",
+                                          rich_help_panel=TRAIN_FLAGS),
+    num_nodes: Optional[int] = typer.Option(None, help="Machines (1).", rich_help_panel=TRAIN_FLAGS),
+    workers: Optional[int] = typer.Option(None, help="Data loader processes (by machine).",
+                                          rich_help_panel=TRAIN_FLAGS),
+    val_split: Optional[float] = typer.Option(None, help="Validation share when imgcls splits DATA (0.2).",
+                                              rich_help_panel=TRAIN_FLAGS),
+    augment: Optional[str] = typer.Option(None, help="standard | light | none (standard for fine-tuning, "
+                                                     "else light).", rich_help_panel=TRAIN_FLAGS),
+    hflip: Optional[bool] = typer.Option(None, "--hflip/--no-hflip", help="Random horizontal flips (yes).",
+                                         rich_help_panel=TRAIN_FLAGS),
+    out: Optional[str] = typer.Option(None, help="Folder for run directories (runs).", rich_help_panel=TRAIN_FLAGS),
+    name: Optional[str] = typer.Option(None, help="Run name (MODEL-STRATEGY; -2, -3... when taken).",
+                                       rich_help_panel=TRAIN_FLAGS),
+) -> None:
+    """Train a classifier on DATA; writes a run directory and prints its path last."""
+    flags = {k: v for k, v in locals().items() if k not in {"data", "resume", "config"} and v is not None}
+    from imgcls.api import Classifier
+
+    _setup_logging()
+    if resume is not None:
+        classifier = Classifier.resume(resume)
+    else:
+        classifier = Classifier.train(data, config=config, **flags)
+    summary = classifier.run.read_metrics()
+    typer.echo(f"best val_acc {summary['best_val_acc']:.4f} at epoch {summary['best_epoch']} "
+               f"of {len(summary['epochs'])}, {summary['wall_seconds']:.0f} s", err=True)
+    typer.echo(str(classifier.path))
+
+
+# evaluate ---------------------------------------------------------------------------------------
+def _report_text(metrics: dict[str, Any]) -> str:
+    width = max(12, *(len(c) for c in metrics["per_class"]))
+    lines = [f"{'':{width}}  precision  recall  f1-score  support"]
+    for name, m in metrics["per_class"].items():
+        lines.append(f"{name:{width}}  {m['precision']:9.4f}  {m['recall']:6.4f}  {m['f1']:8.4f}  {m['support']:7d}")
+    total = sum(m["support"] for m in metrics["per_class"].values())
+    lines.append("")
+    lines.append(f"{'accuracy':{width}}  {'':9}  {'':6}  {metrics['accuracy']:8.4f}  {total:7d}")
+    lines.append(f"{'macro F1':{width}}  {'':9}  {'':6}  {metrics['macro_f1']:8.4f}  {total:7d}")
+    if "top5" in metrics:
+        lines.append(f"{'top-5 acc':{width}}  {'':9}  {'':6}  {metrics['top5']:8.4f}  {total:7d}")
+    return "\n".join(lines)
+
+
+@app.command()
+def evaluate(
+    model: Path = typer.Argument(..., help="Run directory, .pt checkpoint, .onnx or .ts file."),
+    data: Optional[str] = typer.Option(None, help="Data folder (default: the run's own data and split)."),
+    split: str = typer.Option("val", help="val | test"),
+    as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON on stdout."),
+) -> None:
+    """Accuracy, macro F1, per-class report and confusion matrix of a model on a split."""
+    from imgcls.api import Classifier
+
+    _setup_logging()
+    if split not in ("val", "test"):
+        raise ImgclsError(f"--split must be val or test, not {split!r}")
+    metrics = Classifier.load(model).evaluate(data, split=split)
+    if as_json:
+        _echo_json(metrics)
+        return
+    typer.echo(_report_text(metrics))
+    typer.echo("\nconfusion matrix (rows: true, columns: predicted)")
+    for name, row in zip(metrics["per_class"], metrics["confusion_matrix"]):
+        typer.echo(f"  {name}: {row}")
+
+
+# predict ----------------------------------------------------------------------------------------
+@app.command()
+def predict(
+    model: Path = typer.Argument(..., help="Run directory, .pt checkpoint, .onnx or .ts file."),
+    images: list[Path] = typer.Argument(..., help="Image files and/or folders (searched recursively)."),
+    topk: int = typer.Option(5, "--topk", min=1, help="How many classes to list per image."),
+    batch_size: int = typer.Option(32, min=1, help="Images per forward pass."),
+    as_json: bool = typer.Option(False, "--json", help="Print predictions as JSON on stdout."),
+) -> None:
+    """Predict the class of image files and folders."""
+    from imgcls.api import Classifier
+
+    _setup_logging()
+    classifier = Classifier.load(model)
+    results = classifier.predict(images, topk=topk, batch_size=batch_size, progress=_progress("predict"))
+    if as_json:
+        _echo_json(results)
+        return
+    for r in results:
+        others = ", ".join(f"{t['label']} {t['score']:.3f}" for t in r["topk"][1:])
+        typer.echo(f"{r['path']}\t{r['label']}\t{r['score']:.4f}" + (f"\t({others})" if others else ""))
+
+
+# split ------------------------------------------------------------------------------------------
+@app.command("split")
+def split_command(
+    src: Path = typer.Argument(..., help="A folder of class folders."),
+    out: Path = typer.Option(..., "--out", help="New folder for train/ val/ (test/)."),
+    val: float = typer.Option(0.2, min=0.0, max=0.9, help="Validation share."),
+    test: float = typer.Option(0.0, min=0.0, max=0.9, help="Test share."),
+    seed: int = typer.Option(42, help="Random seed."),
+) -> None:
+    """Stratified, seeded split of one class-folder tree into train/val(/test) (hard links when possible)."""
+    from imgcls.api import split
+
+    _setup_logging()
+    counts = split(src, out, val=val, test=test, seed=seed)
+    for part, per_class in counts.items():
+        typer.echo(f"{part}: {sum(per_class.values())} images  " + "  ".join(f"{c}={n}" for c, n in per_class.items()))
+    typer.echo(str(out))
+
+
+def main() -> None:
+    try:
+        app()
+    except ImgclsError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""Training settings: one validated model, filled from defaults <- YAML file <- command-line flags.
+
+Keys are the flag names (``batch-size`` or ``batch_size`` both work in YAML). ``None`` for a field
+means "decide from the data and model": :func:`imgcls.training.fit.resolve_config` fills those in,
+and the run's ``config.yaml`` records every value actually used, so it reruns the same training.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from imgcls.errors import ConfigError, close_matches
+
+Strategy = Literal["scratch", "feature-extraction", "finetune", "staged"]
+STRATEGY_ALIASES = {"linear-probe": "feature-extraction", "fine-tune": "finetune", "fine-tuning": "finetune"}
+
+
+class TrainConfig(BaseModel):
+    """Every setting of ``imgcls train``; field names are the flag names in snake_case."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    data: str | None = None
+    model: str = "efficientnet_lite0"
+    strategy: Strategy | None = None
+    weights: str | None = None
+    pretrained: bool = True
+    epochs: int = Field(10, ge=1, le=100_000)
+    batch_size: int = Field(32, ge=1)
+    lr: float | None = Field(None, gt=0, le=10)
+    weight_decay: float = Field(0.01, ge=0)
+    img_size: int | None = Field(None, ge=8, le=4096)
+    optimizer: Literal["adamw", "sgd", "adam"] = "adamw"
+    momentum: float = Field(0.9, ge=0, lt=1)
+    scheduler: Literal["cosine", "step", "plateau", "none"] = "cosine"
+    warmup_epochs: int = Field(0, ge=0)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    mixup: float = Field(0.0, ge=0, description="Mixup alpha; 0 turns it off")
+    cutmix: float = Field(0.0, ge=0, description="CutMix alpha; 0 turns it off")
+    balance: Literal["none", "sampler", "loss"] = "none"
+    patience: int | None = Field(None, ge=1, description="early stopping after this many epochs without improvement")
+    seed: int = 42
+    precision: Literal["32", "16-mixed", "bf16-mixed"] | None = None
+    devices: int = Field(1, ge=1)
+    num_nodes: int = Field(1, ge=1)
+    workers: int | None = Field(None, ge=0)
+    val_split: float = Field(0.2, gt=0, lt=1)
+    augment: Literal["standard", "light", "none"] | None = None
+    hflip: bool = True
+    out: str = "runs"
+    name: str | None = None
+
+    @field_validator("strategy", mode="before")
+    @classmethod
+    def _strategy_alias(cls, value: Any) -> Any:
+        return STRATEGY_ALIASES.get(value, value) if isinstance(value, str) else value
+
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _precision_as_text(cls, value: Any) -> Any:
+        # YAML reads `precision: 32` as an int; the Trainer's names are strings.
+        return str(value) if isinstance(value, int) else value
+
+
+def flag_name(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+def _describe(error: dict[str, Any]) -> str:
+    field = ".".join(str(part) for part in error["loc"]) or "config"
+    if error["type"] == "extra_forbidden":
+        return (f"unknown setting '{field}'{close_matches(field, TrainConfig.model_fields)}; "
+                f"the settings are the flags of `imgcls train --help`")
+    got = error.get("input")
+    message = error["msg"].replace("Input should be", "must be")
+    return f"{flag_name(field)}: {message} (got {got!r})"
+
+
+def validation_message(error: ValidationError) -> str:
+    return "; ".join(_describe(e) for e in error.errors())
+
+
+def read_yaml_config(path: str | Path) -> dict[str, Any]:
+    """Read a YAML config with the safe loader; keys normalised to snake_case."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}; give the path of a YAML file with train settings")
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where is not None else ""
+        raise ConfigError(f"config file {path} is not valid YAML{line}: "
+                          f"{getattr(exc, 'problem', None) or exc}; fix its syntax") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text; save it as UTF-8 YAML") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config file {path} must be a mapping of settings (key: value), not a {type(loaded).__name__}")
+    return {str(key).replace("-", "_"): value for key, value in loaded.items()}
+
+
+def load_train_config(config_file: str | Path | None = None, **overrides: Any) -> TrainConfig:
+    """Defaults <- YAML file <- overrides (flags); overrides that are None are not given."""
+    values = read_yaml_config(config_file) if config_file else {}
+    values.update({key.replace("-", "_"): value for key, value in overrides.items() if value is not None})
+    try:
+        return TrainConfig(**values)
+    except ValidationError as exc:
+        source = f" in {config_file}" if config_file else ""
+        raise ConfigError(validation_message(exc) + source) from None
+
+
+def update_config(config: TrainConfig, **changes: Any) -> TrainConfig:
+    """A copy of ``config`` with ``changes`` applied and validated."""
+    try:
+        return TrainConfig(**{**config.model_dump(), **changes})
+    except ValidationError as exc:
+        raise ConfigError(validation_message(exc)) from None
+
+
+def config_to_yaml(config: TrainConfig) -> str:
+    return yaml.safe_dump(config.model_dump(), sort_keys=False, allow_unicode=True)

@@ -1,0 +1,1 @@
+"""Data: folder scanning, splits, image decoding, transform presets, the DataModule, caches."""

@@ -1,0 +1,111 @@
+"""Reading class-folder trees (the torchvision ImageFolder layout) without surprises.
+
+Class names are folder names in any script (Korean included), sorted so labels are stable.
+Files that are not images are ignored; images whose header cannot be read are skipped and
+reported with the reason, so a run never dies an hour in on a text file saved as .jpg.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import unicodedata
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from imgcls.data.images import ImageLoadError, is_image_file, open_image
+
+log = logging.getLogger(__name__)
+
+Sample = tuple[str, int]  # (path, label)
+
+
+@dataclass
+class Skipped:
+    path: str
+    kind: str
+    detail: str
+
+
+@dataclass
+class FolderScan:
+    """The images found under one class-folder tree."""
+
+    root: Path
+    classes: list[str]
+    samples: list[Sample]
+    skipped: list[Skipped] = field(default_factory=list)
+    empty_classes: list[str] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        counts = dict.fromkeys(self.classes, 0)
+        for _, label in self.samples:
+            counts[self.classes[label]] += 1
+        return counts
+
+
+def class_folders(root: Path) -> list[str]:
+    """Sub-folder names of ``root`` that can be classes (hidden folders excluded), sorted."""
+    # NFC so a class named on macOS (NFD file names) matches the same name typed elsewhere.
+    return sorted(unicodedata.normalize("NFC", entry.name) for entry in os.scandir(root)
+                  if entry.is_dir() and not entry.name.startswith((".", "__")))
+
+
+def _image_files(folder: Path) -> list[str]:
+    files = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        files.extend(os.path.join(dirpath, name) for name in sorted(filenames) if is_image_file(name))
+    return files
+
+
+def _header_problem(path: str) -> Skipped | None:
+    try:
+        with open_image(path):
+            return None
+    except ImageLoadError as exc:
+        return Skipped(path, exc.kind, exc.detail)
+
+
+def check_headers(paths: list[str], workers: int = 8) -> list[Skipped]:
+    """Problems found by reading each file's header (cheap: no pixel is decoded)."""
+    if not paths:
+        return []
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        return [problem for problem in pool.map(_header_problem, paths, chunksize=64) if problem]
+
+
+def scan_folder(root: str | Path, classes: list[str] | None = None) -> FolderScan:
+    """Images under ``root/<class>/`` (nested folders included).
+
+    With ``classes`` given (the training classes, when scanning val/test), labels follow that
+    order and folders of other names are skipped with a warning.
+    """
+    root = Path(root)
+    found = class_folders(root)
+    order = list(classes) if classes is not None else found
+    index = {name: i for i, name in enumerate(order)}
+    by_name = {unicodedata.normalize("NFC", entry.name): entry.name for entry in os.scandir(root) if entry.is_dir()}
+    samples: list[Sample] = []
+    for name in found:
+        if name not in index:
+            log.warning("%s/%s: class not in training classes %s; skipped", root, name, order)
+            continue
+        samples.extend((path, index[name]) for path in _image_files(root / by_name[name]))
+    skipped = check_headers([path for path, _ in samples])
+    bad = {s.path for s in skipped}
+    samples = [s for s in samples if s[0] not in bad]
+    scan = FolderScan(root, order, samples, skipped)
+    scan.empty_classes = [name for name, count in scan.counts().items() if count == 0]
+    return scan
+
+
+def drop_empty_classes(scan: FolderScan) -> FolderScan:
+    """The scan without classes that hold no valid image (labels renumbered)."""
+    if not scan.empty_classes:
+        return scan
+    keep = [name for name in scan.classes if name not in scan.empty_classes]
+    remap = {scan.classes.index(name): i for i, name in enumerate(keep)}
+    samples = [(path, remap[label]) for path, label in scan.samples]
+    return FolderScan(scan.root, keep, samples, scan.skipped, scan.empty_classes)

@@ -1,0 +1,84 @@
+"""Preprocessing: what a model expects of its input, and the train/eval transform presets built from it.
+
+:class:`Preprocess` comes from the backbone's own pretrained config (input size, mean/std,
+interpolation, crop), is saved inside every checkpoint and export, and is what predict, evaluate,
+serve and export read back -- never re-derived from training flags.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import InterpolationMode
+
+AUGMENT_SCALE = {"standard": (0.08, 1.0), "light": (0.35, 1.0)}
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How a picture becomes the model's input tensor at evaluation time."""
+
+    img_size: int
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    interpolation: str = "bicubic"
+    crop_pct: float = 0.875
+
+    @property
+    def resize_size(self) -> int:
+        """Shorter side before the centre crop (224 / 0.875 = 256)."""
+        return int(math.floor(self.img_size / self.crop_pct))
+
+    @property
+    def interpolation_mode(self) -> InterpolationMode:
+        return InterpolationMode(self.interpolation if self.interpolation in {m.value for m in InterpolationMode}
+                                 else "bilinear")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "mean": list(self.mean), "std": list(self.std)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Preprocess:
+        return cls(img_size=int(data["img_size"]), mean=tuple(data["mean"]), std=tuple(data["std"]),
+                   interpolation=str(data.get("interpolation", "bilinear")),
+                   crop_pct=float(data.get("crop_pct", 1.0)))
+
+    def normalize(self) -> list[Any]:
+        return [v2.PILToTensor(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(self.mean, self.std)]
+
+
+class EvalPreset:
+    """Resize the shorter side, centre-crop, normalise: deterministic, as the backbone was evaluated."""
+
+    def __init__(self, pre: Preprocess):
+        self.transform = v2.Compose([
+            v2.Resize(pre.resize_size, interpolation=pre.interpolation_mode, antialias=True),
+            v2.CenterCrop(pre.img_size),
+            *pre.normalize(),
+        ])
+
+    def __call__(self, image):  # noqa: ANN001, ANN204 - PIL image in, tensor out
+        return self.transform(image)
+
+
+class TrainPreset:
+    """Random resized crop + horizontal flip ("standard" as in the torchvision/timm recipes, "light" keeps
+    more of the picture for small data and scratch nets); "none" is the eval transform."""
+
+    def __init__(self, pre: Preprocess, augment: str = "standard", hflip: bool = True):
+        if augment == "none":
+            steps: list[Any] = [v2.Resize(pre.resize_size, interpolation=pre.interpolation_mode, antialias=True),
+                                v2.CenterCrop(pre.img_size)]
+        else:
+            steps = [v2.RandomResizedCrop(pre.img_size, scale=AUGMENT_SCALE[augment],
+                                          interpolation=pre.interpolation_mode, antialias=True)]
+        if hflip and augment != "none":
+            steps.append(v2.RandomHorizontalFlip())
+        self.transform = v2.Compose([*steps, *pre.normalize()])
+
+    def __call__(self, image):  # noqa: ANN001, ANN204
+        return self.transform(image)

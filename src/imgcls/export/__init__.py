@@ -1,0 +1,1 @@
+"""Export: ONNX and TorchScript files that carry their classes and preprocessing."""

@@ -1,0 +1,1 @@
+"""Inference: the one Predictor and its backends."""

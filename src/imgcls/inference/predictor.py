@@ -1,0 +1,192 @@
+"""The one Predictor: load -> preprocess -> forward -> labelled probabilities.
+
+predict, evaluate, serve and export's parity check all go through it. It reads preprocessing from
+the model file (checkpoint metadata), never from training flags. Backends run the network: PyTorch
+checkpoints here; exported ONNX and TorchScript files register theirs in :data:`BACKENDS`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+from imgcls.data.images import IMAGE_EXTENSIONS, ImageLoadError, is_image_file, load_image
+from imgcls.data.presets import EvalPreset, Preprocess
+from imgcls.errors import CheckpointError, DataError
+from imgcls.models.checkpoint import load_checkpoint
+from imgcls.rundir import RunDir
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Prediction:
+    path: str
+    label: str
+    score: float
+    topk: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "label": self.label, "score": self.score, "topk": self.topk}
+
+
+class TorchBackend:
+    """A PyTorch network from an imgcls checkpoint."""
+
+    name = "torch"
+
+    def __init__(self, model: torch.nn.Module, device: str | torch.device = "cpu"):
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        if self.device.type == "cpu":
+            self.model = self.model.to(memory_format=torch.channels_last)
+
+    @torch.inference_mode()
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        batch = batch.to(self.device, non_blocking=True)
+        if self.device.type == "cpu":
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        return self.model(batch).float().cpu()
+
+
+Backend = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class LoadedModel:
+    backend: Backend
+    classes: list[str]
+    preprocess: Preprocess
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def _load_torch(path: Path, device: str) -> LoadedModel:
+    checkpoint = load_checkpoint(path)
+    return LoadedModel(TorchBackend(checkpoint.build(), device), checkpoint.classes, checkpoint.preprocess,
+                       {"arch": checkpoint.spec.arch, "model": checkpoint.spec.name, **checkpoint.info})
+
+
+# Suffix -> loader. Export formats add theirs (".onnx", ".ts").
+BACKENDS: dict[str, Callable[[Path, str], LoadedModel]] = {".pt": _load_torch, ".pth": _load_torch,
+                                                           ".ckpt": _load_torch}
+
+
+def resolve_model_path(path: str | Path) -> Path:
+    """A run directory becomes its best checkpoint; files are checked to exist and be known."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        return RunDir.open(path).best_checkpoint
+    if not path.is_file():
+        raise CheckpointError(f"model not found: {path}; give a run directory, a .pt checkpoint, "
+                              f"an exported .onnx or a TorchScript .ts file")
+    if path.suffix.lower() not in BACKENDS:
+        raise CheckpointError(f"{path}: unknown model file type '{path.suffix}'; "
+                              f"give a run directory, .pt, .onnx or .ts file")
+    return path
+
+
+def expand_image_paths(inputs: Iterable[str | Path]) -> list[str]:
+    """Files as given, folders walked (sorted) for image files; missing inputs are an error."""
+    paths: list[str] = []
+    for item in inputs:
+        item = Path(item).expanduser()
+        if item.is_dir():
+            found = sorted(str(p) for p in item.rglob("*") if p.is_file() and is_image_file(p))
+            if not found:
+                log.warning("no images in %s (looked for %s)", item, " ".join(sorted(IMAGE_EXTENSIONS)))
+            paths.extend(found)
+        elif item.is_file():
+            paths.append(str(item))
+        else:
+            raise DataError(f"image or folder not found: {item}")
+    return paths
+
+
+class _PathDataset(Dataset):
+    """(tensor, index) per path; a file that cannot be decoded yields (empty tensor, -1 - index)."""
+
+    def __init__(self, paths: Sequence[str], transform: Callable[[Image.Image], torch.Tensor], draft_size: int):
+        self.paths, self.transform, self.draft_size = paths, transform, draft_size
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        try:
+            return self.transform(load_image(self.paths[index], self.draft_size)), index
+        except ImageLoadError as exc:
+            log.warning("skipped %s: %s", exc.path, exc.detail)
+            return torch.empty(0), -1 - index
+
+
+def _collate(items: list[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor | None, list[int], list[int]]:
+    good = [(t, i) for t, i in items if i >= 0]
+    failed = [-1 - i for _, i in items if i < 0]
+    batch = torch.stack([t for t, _ in good]) if good else None
+    return batch, [i for _, i in good], failed
+
+
+class Predictor:
+    """Labelled probabilities from a run directory, checkpoint, ONNX or TorchScript file."""
+
+    def __init__(self, loaded: LoadedModel, source: Path):
+        self.backend, self.classes, self.preprocess = loaded.backend, loaded.classes, loaded.preprocess
+        self.info, self.source = loaded.info, source
+        self.transform = EvalPreset(self.preprocess)
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "cpu") -> Predictor:
+        model_path = resolve_model_path(path)
+        return cls(BACKENDS[model_path.suffix.lower()](model_path, device), model_path)
+
+    def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
+        """Softmax over classes for a preprocessed batch (N, 3, H, W)."""
+        return torch.softmax(self.backend(batch), dim=1)
+
+    def predict_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """Probabilities (N, classes) for RGB PIL images."""
+        if not images:
+            return np.zeros((0, len(self.classes)), dtype=np.float32)
+        return self.probabilities(torch.stack([self.transform(image) for image in images])).numpy()
+
+    def iter_probabilities(self, paths: Sequence[str], batch_size: int = 32, workers: int | None = None):  # noqa: ANN201
+        """Yields (indices, probabilities, failed indices) per batch, decoding in parallel workers."""
+        if workers is None:
+            workers = min(4, max(0, (os.cpu_count() or 1) - 1)) if len(paths) > batch_size else 0
+        loader = DataLoader(_PathDataset(paths, self.transform, self.preprocess.resize_size), batch_size=batch_size,
+                            num_workers=workers, collate_fn=_collate)
+        for batch, indices, failed in loader:
+            probs = self.probabilities(batch).numpy() if batch is not None else np.zeros((0, len(self.classes)))
+            yield indices, probs, failed
+
+    def labelled(self, path: str, probs: np.ndarray, topk: int = 5) -> Prediction:
+        order = np.argsort(-probs)[:max(1, min(topk, len(self.classes)))]
+        top = [{"label": self.classes[i], "score": round(float(probs[i]), 6)} for i in order]
+        return Prediction(path, top[0]["label"], top[0]["score"], top)
+
+    def predict(self, inputs: Iterable[str | Path] | str | Path, topk: int = 5, batch_size: int = 32,
+                progress: Callable[[int, int], None] | None = None) -> list[Prediction]:
+        """Predictions for image files and folders, in input order; unreadable files are named and left out."""
+        if isinstance(inputs, (str, Path)):
+            inputs = [inputs]
+        paths = expand_image_paths(inputs)
+        results: dict[int, Prediction] = {}
+        done = 0
+        for indices, probs, failed in self.iter_probabilities(paths, batch_size):
+            for index, row in zip(indices, probs):
+                results[index] = self.labelled(paths[index], row, topk)
+            done += len(indices) + len(failed)
+            if progress:
+                progress(done, len(paths))
+        if paths and not results:
+            raise DataError(f"none of the {len(paths)} input files could be read as an image")
+        return [results[i] for i in sorted(results)]

@@ -1,0 +1,112 @@
+"""The LightningModule: the network, its loss, metrics, optimizer and schedule.
+
+Loop, devices and precision belong to the Trainer; data to the DataModule; policy (checkpoints,
+history, early stopping) to callbacks. Hyper-parameters are plain dicts so every checkpoint loads
+with ``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from timm.data import Mixup
+from timm.optim import create_optimizer_v2
+from timm.scheduler import create_scheduler_v2
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from imgcls.models.checkpoint import FORMAT
+
+
+def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-entropy against soft targets (Mixup/CutMix), optionally class-weighted."""
+    loss = -(target * F.log_softmax(logits.float(), dim=-1)).sum(-1)
+    if weight is not None:
+        loss = loss * (target * weight).sum(-1)
+    return loss.mean()
+
+
+class ClassifierModule(pl.LightningModule):
+    """Trains ``model`` on (image, label) batches.
+
+    ``meta`` is the checkpoint metadata (architecture, classes, preprocessing); ``recipe`` the
+    optimisation settings: optimizer, lr, weight_decay, momentum, scheduler, warmup_epochs, epochs,
+    label_smoothing, mixup, cutmix, class_weights, layer_decay, frozen (train only the head).
+    """
+
+    def __init__(self, model: nn.Module, meta: dict[str, Any], recipe: dict[str, Any]):
+        super().__init__()
+        self.model = model
+        self.meta, self.recipe = meta, recipe
+        self.save_hyperparameters({"meta": meta, "recipe": recipe})
+        num_classes = len(meta["classes"])
+        weights = recipe.get("class_weights")
+        self.register_buffer("class_weights", torch.tensor(weights, dtype=torch.float32) if weights else None,
+                             persistent=False)
+        self.mixup = None
+        if recipe.get("mixup", 0) > 0 or recipe.get("cutmix", 0) > 0:
+            self.mixup = Mixup(mixup_alpha=recipe.get("mixup", 0), cutmix_alpha=recipe.get("cutmix", 0),
+                               label_smoothing=recipe.get("label_smoothing", 0.0), num_classes=num_classes)
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    # steps --------------------------------------------------------------------------------------
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        if self.mixup is not None and len(y) % 2 == 0:  # timm's batch Mixup pairs samples: even sizes only
+            x, soft = self.mixup(x, y)
+            logits = self(x)
+            loss = soft_cross_entropy(logits, soft, self.class_weights)
+        else:
+            logits = self(x)
+            loss = F.cross_entropy(logits.float(), y, weight=self.class_weights,
+                                   label_smoothing=self.recipe.get("label_smoothing", 0.0))
+        self.train_acc(logits.detach(), y)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y), sync_dist=True)
+        self.log("train_acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        x, y = batch
+        logits = self(x)
+        loss = F.cross_entropy(logits.float(), y)
+        self.val_acc(logits, y)
+        self.log("val_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y), sync_dist=True)
+        self.log("val_acc", self.val_acc, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
+
+    def on_train_epoch_start(self) -> None:
+        if self.recipe.get("frozen"):
+            # A frozen backbone stays in eval mode: its BatchNorm statistics must not drift either.
+            self.model.eval()
+            self.model.get_classifier().train()
+
+    # optimisation ---------------------------------------------------------------------------------
+    def configure_optimizers(self) -> dict[str, Any]:
+        r = self.recipe
+        layer_decay = r.get("layer_decay") if hasattr(self.model, "group_matcher") else None
+        optimizer = create_optimizer_v2(self.model, opt=r["optimizer"], lr=r["lr"], weight_decay=r["weight_decay"],
+                                        momentum=r.get("momentum", 0.9), layer_decay=layer_decay)
+        if r["scheduler"] == "none":
+            return {"optimizer": optimizer}
+        scheduler, _ = create_scheduler_v2(
+            optimizer, sched=r["scheduler"], num_epochs=r["epochs"], warmup_epochs=r.get("warmup_epochs", 0),
+            warmup_lr=r["lr"] * 0.01, min_lr=r["lr"] * 0.01, decay_epochs=max(1, r["epochs"] // 3),
+            patience_epochs=max(1, r["epochs"] // 10), plateau_mode="max")
+        return {"optimizer": optimizer, "lr_scheduler": {
+            "scheduler": scheduler, "interval": "epoch", "monitor": "val_acc",
+            "reduce_on_plateau": r["scheduler"] == "plateau"}}
+
+    def lr_scheduler_step(self, scheduler: Any, metric: Any) -> None:
+        # timm schedulers take the epoch about to start (and the monitored value for plateau).
+        scheduler.step(epoch=self.current_epoch + 1, metric=metric)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        val_acc = self.trainer.callback_metrics.get("val_acc") if self._trainer is not None else None
+        checkpoint[FORMAT] = {**self.meta, "epoch": self.current_epoch + 1,
+                              "val_acc": float(val_acc) if val_acc is not None else None}

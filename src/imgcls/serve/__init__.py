@@ -1,0 +1,1 @@
+"""Serving: the FastAPI app and its upload page."""

@@ -1,0 +1,1 @@
+"""Training: strategies, callbacks and the train/resume job."""

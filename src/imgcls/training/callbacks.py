@@ -1,0 +1,117 @@
+"""Cross-cutting training policy: the run's history, checkpoints, interrupts."""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from imgcls.rundir import RunDir, atomic_write_bytes
+
+log = logging.getLogger(__name__)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes each checkpoint to a temp file beside it and renames it into place, so a kill at any
+    moment leaves either the previous complete file or the new complete file."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        atomic_write_bytes(Path(path), buffer.getvalue())
+
+
+def run_checkpoints(run: RunDir) -> list[ModelCheckpoint]:
+    """best.pt (highest val_acc, weights and metadata) and last.pt (full state for --resume), both
+    written at the end of each epoch after the history callback has recorded the epoch."""
+    best = ModelCheckpoint(dirpath=run.path, filename="best", monitor="val_acc", mode="max", save_top_k=1,
+                           save_weights_only=True, save_on_train_epoch_end=True, enable_version_counter=False)
+    last = ModelCheckpoint(dirpath=run.path, filename="last", monitor=None, save_top_k=1,
+                           save_on_train_epoch_end=True, enable_version_counter=False)
+    for checkpoint in (best, last):
+        checkpoint.FILE_EXTENSION = ".pt"
+    return [best, last]
+
+
+def _current_lr(trainer: pl.Trainer) -> float | None:
+    groups = [g for opt in trainer.optimizers for g in opt.param_groups]
+    return max(float(g["lr"]) for g in groups) if groups else None
+
+
+class RunHistory(Callback):
+    """Keeps metrics.json: one row per finished epoch, the best epoch, and wall time.
+
+    Its state rides in every checkpoint, so a resumed run continues the same rows and clock.
+    """
+
+    def __init__(self, run: RunDir, epoch_offset: int = 0):
+        self.run = run
+        self.epochs: list[dict[str, Any]] = []
+        self.seconds_before = 0.0  # wall time of earlier sessions of this run (resume)
+        self.epoch_offset = epoch_offset  # epochs recorded by an earlier stage of the same run
+        self._session_start = self._epoch_start = time.perf_counter()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"epochs": self.epochs, "wall_seconds": self.wall_seconds}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.epochs = list(state.get("epochs", []))
+        self.seconds_before = float(state.get("wall_seconds", 0.0))
+
+    @property
+    def wall_seconds(self) -> float:
+        return self.seconds_before + time.perf_counter() - self._session_start
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._session_start = time.perf_counter()
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._epoch_start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        metrics = trainer.callback_metrics
+
+        def value(key: str) -> float | None:
+            return float(metrics[key]) if key in metrics else None
+
+        row = {"epoch": self.epoch_offset + trainer.current_epoch + 1, "train_loss": value("train_loss"),
+               "train_acc": value("train_acc"), "val_loss": value("val_loss"), "val_acc": value("val_acc"),
+               "lr": _current_lr(trainer), "seconds": round(time.perf_counter() - self._epoch_start, 3)}
+        self.epochs = [r for r in self.epochs if r["epoch"] < row["epoch"]] + [row]
+        if trainer.is_global_zero:
+            self.write()
+
+    def summary(self) -> dict[str, Any]:
+        scored = [r for r in self.epochs if r.get("val_acc") is not None]
+        best = max(scored, key=lambda r: r["val_acc"], default=None)  # first epoch reaching the max
+        return {"best_val_acc": best["val_acc"] if best else None, "best_epoch": best["epoch"] if best else None,
+                "wall_seconds": round(self.wall_seconds, 3), "epochs": self.epochs}
+
+    def write(self) -> None:
+        self.run.write_metrics(self.summary())
+
+
+class SaveOnInterrupt(Callback):
+    """Ctrl-C: write last.pt with the state reached so far, so ``imgcls train --resume`` continues."""
+
+    def __init__(self, run: RunDir):
+        self.run = run
+        self.saved = False
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        if not isinstance(exception, KeyboardInterrupt):
+            return
+        last = self.run.file(RunDir.LAST)
+        if not last.is_file():
+            # No epoch finished yet: save what there is so the run can still be resumed.
+            trainer.save_checkpoint(last)
+        self.saved = True
+        log.warning("interrupted; last.pt holds the last finished epoch. Resume with: imgcls train --resume %s",
+                    self.run.path)
