@@ -129,7 +129,8 @@ def create_model(name: str, num_classes: int, *, pretrained: bool = True, weight
     elif pretrained and base_arch in OFFLINE_WEIGHTS:
         model = _build(ModelSpec(name, arch, 1000, {k: v for k, v in kwargs.items() if k != "cifar_stem"}))
         source = OFFLINE_WEIGHTS[base_arch](model)
-        model.reset_classifier(num_classes)
+        if num_classes != 1000:
+            model.reset_classifier(num_classes)
         if kwargs.get("cifar_stem"):
             _apply_cifar_stem(model, arch)
     elif pretrained:
