@@ -1,0 +1,92 @@
+"""The real ``imgcls`` executable, end to end at tiny size: train -> evaluate -> predict."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from imgcls import Classifier
+from tests.conftest import run_cli
+
+
+@pytest.fixture(scope="module")
+def cli_run(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("cli-runs")
+    result = run_cli("train", tiny_data, "--model", "small_cnn", "--epochs", "2", "--batch-size", "16",
+                     "--workers", "0", "--out", out, "--name", "cli", check=True)
+    run = Path(result.stdout.strip().splitlines()[-1])
+    assert run == out / "cli"  # the run path is printed last
+    return run
+
+
+def test_train_writes_the_run_directory_of_the_contract(cli_run: Path) -> None:
+    for name in ("config.yaml", "classes.json", "best.pt", "last.pt", "metrics.json",
+                 "curves.png", "confusion_matrix.png", "report.html"):
+        assert (cli_run / name).is_file(), name
+    assert json.loads((cli_run / "classes.json").read_text()) == ["checker", "stripes_h", "stripes_v"]
+    metrics = json.loads((cli_run / "metrics.json").read_text())
+    assert set(metrics) == {"best_val_acc", "best_epoch", "wall_seconds", "epochs"}
+    assert [row["epoch"] for row in metrics["epochs"]] == [1, 2]
+    for row in metrics["epochs"]:
+        assert set(row) == {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"}
+        assert all(isinstance(row[k], (int, float)) for k in row)
+    config = yaml.safe_load((cli_run / "config.yaml").read_text())
+    assert config["model"] == "small_cnn" and config["strategy"] == "scratch" and config["epochs"] == 2
+    assert config["img_size"] == 32  # from the data, for a scratch net
+
+
+def test_checkpoints_are_plain_data_with_everything_to_predict(cli_run: Path) -> None:
+    for name in ("best.pt", "last.pt"):
+        checkpoint = torch.load(cli_run / name, map_location="cpu", weights_only=True)
+        meta = checkpoint["imgcls"]
+        assert meta["classes"] == ["checker", "stripes_h", "stripes_v"]
+        assert meta["model"]["arch"] == "small_cnn"
+        assert meta["preprocess"]["img_size"] == 32
+
+
+def test_evaluate_json_matches_the_contract_and_the_training_record(cli_run: Path) -> None:
+    result = run_cli("evaluate", cli_run, "--json", check=True)
+    metrics = json.loads(result.stdout)  # stdout holds only JSON
+    assert set(metrics) == {"accuracy", "macro_f1", "per_class", "confusion_matrix"}  # no top5 with 3 classes
+    matrix = metrics["confusion_matrix"]
+    assert len(matrix) == 3 and sum(map(sum, matrix)) == 24
+    assert metrics["accuracy"] == pytest.approx(sum(matrix[i][i] for i in range(3)) / 24)
+    assert set(metrics["per_class"]["checker"]) == {"precision", "recall", "f1", "support"}
+    # Checkpoint round trip: the reloaded best.pt scores exactly what training measured at its epoch.
+    assert metrics["accuracy"] == pytest.approx(json.loads((cli_run / "metrics.json").read_text())["best_val_acc"])
+
+
+def test_predict_json_for_files_and_folders(cli_run: Path, tiny_data: Path) -> None:
+    folder = tiny_data / "val" / "checker"
+    one = next(tiny_data.glob("val/stripes_h/*.png"))
+    result = run_cli("predict", cli_run, folder, one, "--topk", "2", "--json", check=True)
+    predictions = json.loads(result.stdout)
+    assert len(predictions) == 9
+    assert predictions[-1]["path"] == str(one)
+    for p in predictions:
+        assert set(p) == {"path", "label", "score", "topk"}
+        assert len(p["topk"]) == 2 and p["topk"][0] == {"label": p["label"], "score": p["score"]}
+        assert p["topk"][0]["score"] >= p["topk"][1]["score"]
+
+    # The same through the Python API, from best.pt directly.
+    api = Classifier.load(cli_run / "best.pt").predict(one, topk=2)
+    assert api[0]["label"] == predictions[-1]["label"]
+    assert api[0]["score"] == pytest.approx(predictions[-1]["score"], abs=1e-6)
+
+
+@pytest.mark.parametrize(("args", "named"), [
+    (["train", "/no/such/folder"], "/no/such/folder"),
+    (["train", "{data}", "--model", "resnet_18"], "resnet18"),
+    (["train", "{data}", "--epochs", "-3"], "--epochs"),
+    (["predict", "/no/such/run", "{data}"], "/no/such/run"),
+    (["evaluate", "{data}"], "no best.pt"),
+])
+def test_user_mistakes_exit_2_with_one_message(args: list[str], named: str, tiny_data: Path) -> None:
+    result = run_cli(*[a.format(data=tiny_data) for a in args])
+    assert result.returncode == 2, result.stderr
+    assert named in result.stderr
+    assert "Traceback" not in result.stderr
