@@ -20,6 +20,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from imgcls.config import TrainConfig, update_config
 from imgcls.data.datamodule import ImageDataModule, class_weights
+from imgcls.data.doctor import check_training_data
 from imgcls.data.source import DataSource, resolve_data
 from imgcls.errors import ConfigError, TrainingInterrupted
 from imgcls.models.checkpoint import checkpoint_meta, read_checkpoint_file
@@ -125,6 +126,7 @@ def train(config: TrainConfig) -> RunDir:
 
     source = resolve_data(config.data, val_split=config.val_split, seed=config.seed)
     describe_data(source)
+    check_training_data(source)  # warns about leaks, label conflicts, duplicates, imbalance
     config = resolve_config(config, source)
     created = create_model(config.model, len(source.classes), pretrained=config.pretrained, weights=config.weights,
                            img_size=config.img_size)
