@@ -115,6 +115,9 @@ class DoctorReport:
 
 # listing a folder -------------------------------------------------------------------------------
 def list_data(spec: str | Path) -> Listing:
+    if str(spec) == "cifar10" or str(spec).startswith("cifar10:"):
+        raise DataError("doctor checks folders of image files; CIFAR-10 comes as ready-made arrays, "
+                        "nothing to check there")
     root = Path(spec).expanduser()
     if not root.exists():
         raise DataError(f"data folder not found: {root}; give a folder with train/ and val/ class folders "
@@ -278,7 +281,9 @@ def check_training_data(source: Any) -> list[Problem]:
         found = by_kind.get(kind, [])
         if not found:
             continue
-        log.warning("%s: %d %s (%s)", kind, len(found), "file" if kind != "imbalance" else "class", KINDS[kind])
+        unit = ("class" if kind == "imbalance" else "file") + ("" if len(found) == 1 else "es" if kind == "imbalance"
+                                                               else "s")
+        log.warning("%s: %d %s (%s)", kind, len(found), unit, KINDS[kind])
         for problem in found[:NAMED_PER_KIND]:
             log.warning("  %s: %s", problem.path, problem.detail)
         if len(found) > NAMED_PER_KIND:

@@ -18,7 +18,7 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-from imgcls.config import TrainConfig, update_config
+from imgcls.config import TrainConfig, config_of_run, update_config
 from imgcls.data.datamodule import ImageDataModule, class_weights
 from imgcls.data.doctor import check_training_data
 from imgcls.data.source import DataSource, resolve_data
@@ -175,7 +175,7 @@ def resume(run_path: str | Path) -> RunDir:
     if not run.path.is_dir() or not last.is_file():
         raise ConfigError(f"nothing to resume in {run.path}: it needs a last.pt from an interrupted `imgcls train`")
     read_checkpoint_file(last)  # refuse a tampered or foreign file before Lightning touches it
-    config = TrainConfig(**run.read_config())
+    config = config_of_run(run.read_config(), run.file(RunDir.CONFIG))
     _quiet_lightning()
     pl.seed_everything(config.seed, workers=True, verbose=False)
     source = resolve_data(config.data, val_split=config.val_split, seed=config.seed, recorded_split=run.read_split())
