@@ -46,6 +46,7 @@ ODD = {
     "grey.jpg": "L", "bilevel.bmp": "1", "cmyk.jpg": "CMYK", "sixteen_bit.png": "I;16", "int32.tif": "I",
     "float32.tif": "F", "rotated_exif.jpg": "RGB", "tiny_1x1.png": "RGB", "tiny_6x8.jpg": "RGB",
 }
+ALREADY_ODD = {f"train/{ANTS}/imageNotFound.gif": "unusual-mode"}  # a palette GIF of the original photos
 DUPLICATES = {f"train/{ANTS}/copy_of_first.jpg": "duplicate", f"train/{BEES}/resized_copy.jpg": "near-duplicate",
               f"train/{ANTS}/bee_filed_as_ant.jpg": "duplicate"}
 LEAKS = {f"val/{ANTS}/leaked_from_train.jpg": "leak", f"val/{BEES}/leaked_resized.jpg": "leak"}
