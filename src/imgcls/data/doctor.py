@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from imgcls.data.filecheck import FileRecord, Progress, inspect_files
-from imgcls.data.folders import class_files, class_folders
+from imgcls.data.folders import class_files, class_folders, data_folder
 from imgcls.data.similar import duplicate_problems
 from imgcls.errors import DataError
 
@@ -118,12 +118,7 @@ def list_data(spec: str | Path) -> Listing:
     if str(spec) == "cifar10" or str(spec).startswith("cifar10:"):
         raise DataError("doctor checks folders of image files; CIFAR-10 comes as ready-made arrays, "
                         "nothing to check there")
-    root = Path(spec).expanduser()
-    if not root.exists():
-        raise DataError(f"data folder not found: {root}; give a folder with train/ and val/ class folders "
-                        f"or a folder of class folders")
-    if not root.is_dir():
-        raise DataError(f"data must be a folder, not a file: {root}")
+    root = data_folder(spec)
     if (root / "train").is_dir():
         parts = {s: root / s for s in ("train", "val", "test") if (root / s).is_dir()}
         layout = "train-val"

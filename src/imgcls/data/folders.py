@@ -15,6 +15,7 @@ from pathlib import Path
 
 from imgcls.data.filecheck import FULL_CHECK_LIMIT, inspect_files
 from imgcls.data.images import is_image_file
+from imgcls.errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,17 @@ class FolderScan:
         for _, label in self.samples:
             counts[self.classes[label]] += 1
         return counts
+
+
+def data_folder(spec: str | Path) -> Path:
+    """DATA as an existing folder; :class:`DataError` naming the path and what is expected otherwise."""
+    root = Path(spec).expanduser()
+    if not root.exists():
+        raise DataError(f"data folder not found: {root}; give a folder with train/ and val/ class folders, "
+                        f"a folder of class folders, or cifar10[:PATH]")
+    if not root.is_dir():
+        raise DataError(f"data must be a folder, not a file: {root}")
+    return root
 
 
 def class_folders(root: Path) -> list[str]:

@@ -124,6 +124,7 @@ def train(config: TrainConfig) -> RunDir:
     _quiet_lightning()
     pl.seed_everything(config.seed, workers=True, verbose=False)
 
+    resolve_arch(config.model)  # a mistyped --model fails now, not after checking every image
     source = resolve_data(config.data, val_split=config.val_split, seed=config.seed)
     describe_data(source)
     check_training_data(source)  # warns about leaks, label conflicts, duplicates, imbalance
