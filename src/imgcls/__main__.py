@@ -1,3 +1,5 @@
 from imgcls.cli import main
 
-main()
+# Guarded: worker processes started with spawn/forkserver import this module and must not rerun the CLI.
+if __name__ == "__main__":
+    main()

@@ -38,9 +38,9 @@ class Classifier:
     def train(cls, data: str | Path | None = None, *, config: str | Path | None = None, **options: Any) -> Classifier:
         """Train on DATA with options named as the flags of ``imgcls train`` (snake_case); returns the
         best model of the new run. ``config`` is a YAML file of the same settings (options win)."""
-        from imgcls.training.fit import train
-
         settings = load_train_config(config, data=str(data) if data is not None else None, **options)
+        from imgcls.training.fit import train  # after validation: a typo fails before torch loads
+
         return cls.load(train(settings).path)
 
     @classmethod

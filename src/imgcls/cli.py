@@ -205,12 +205,33 @@ def split_command(
     typer.echo(str(out))
 
 
+# doctor -----------------------------------------------------------------------------------------
+@app.command()
+def doctor(
+    data: str = typer.Argument(..., help="Folder with train/ and val/ (test/), or a folder of class folders."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
+    workers: Optional[int] = typer.Option(None, min=1, help="Processes decoding files (by machine)."),
+) -> None:
+    """Check a data folder before training: broken files, odd images, empty classes, duplicates, leaks."""
+    from imgcls.data.doctor import diagnose, format_report
+
+    _setup_logging()
+    report = diagnose(data, progress=_progress("doctor"), workers=workers)
+    if as_json:
+        _echo_json(report.to_dict())
+    else:
+        typer.echo(format_report(report))
+
+
 def main() -> None:
     try:
         app()
     except ImgclsError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

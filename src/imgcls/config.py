@@ -116,6 +116,15 @@ def load_train_config(config_file: str | Path | None = None, **overrides: Any) -
         raise ConfigError(validation_message(exc) + source) from None
 
 
+def config_of_run(values: dict[str, Any], where: str | Path) -> TrainConfig:
+    """The settings a run recorded (its config.yaml), validated like any other."""
+    try:
+        return TrainConfig(**values)
+    except ValidationError as exc:
+        raise ConfigError(f"{validation_message(exc)} in {where}; the run directory is damaged: restore the file "
+                          f"or start a new run") from None
+
+
 def update_config(config: TrainConfig, **changes: Any) -> TrainConfig:
     """A copy of ``config`` with ``changes`` applied and validated."""
     try:

@@ -51,7 +51,8 @@ def read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise RunDirError(f"cannot read {path}: {exc}; the run directory is damaged, retrain or restore it") from None
+        reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0][:120]
+        raise RunDirError(f"cannot read {path} ({reason}); the run directory is damaged, retrain or restore it") from None
 
 
 class RunDir:
@@ -125,8 +126,13 @@ class RunDir:
         path = self.file(self.CONFIG)
         try:
             loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as exc:
-            raise RunDirError(f"cannot read {path}: {exc}") from None
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            reason = getattr(exc, "strerror", None) or getattr(exc, "problem", None) or type(exc).__name__
+            raise RunDirError(f"cannot read {path} ({reason}); the run directory is damaged: restore the file "
+                              f"or retrain") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise RunDirError(f"{path} is not a mapping of settings; the run directory is damaged: restore the "
+                              f"file or retrain")
         return loaded or {}
 
     # classes.json ----------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """Reading class-folder trees (the torchvision ImageFolder layout) without surprises.
 
 Class names are folder names in any script (Korean included), sorted so labels are stable.
-Files that are not images are ignored; images whose header cannot be read are skipped and
-reported with the reason, so a run never dies an hour in on a text file saved as .jpg.
+Files that are not images are ignored; images that cannot be decoded are skipped and reported
+with the reason, so a run never dies an hour in on a text file saved as .jpg.
 """
 
 from __future__ import annotations
@@ -10,11 +10,12 @@ from __future__ import annotations
 import logging
 import os
 import unicodedata
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from imgcls.data.images import ImageLoadError, is_image_file, open_image
+from imgcls.data.filecheck import FULL_CHECK_LIMIT, inspect_files
+from imgcls.data.images import is_image_file
+from imgcls.errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,17 @@ class FolderScan:
         return counts
 
 
+def data_folder(spec: str | Path) -> Path:
+    """DATA as an existing folder; :class:`DataError` naming the path and what is expected otherwise."""
+    root = Path(spec).expanduser()
+    if not root.exists():
+        raise DataError(f"data folder not found: {root}; give a folder with train/ and val/ class folders, "
+                        f"a folder of class folders, or cifar10[:PATH]")
+    if not root.is_dir():
+        raise DataError(f"data must be a folder, not a file: {root}")
+    return root
+
+
 def class_folders(root: Path) -> list[str]:
     """Sub-folder names of ``root`` that can be classes (hidden folders excluded), sorted."""
     # NFC so a class named on macOS (NFD file names) matches the same name typed elsewhere.
@@ -52,28 +64,41 @@ def class_folders(root: Path) -> list[str]:
                   if entry.is_dir() and not entry.name.startswith((".", "__")))
 
 
-def _image_files(folder: Path) -> list[str]:
-    files = []
+# What file managers and cameras leave in folders: ignored without a word.
+JUNK_FILES = frozenset({"thumbs.db", "ehthumbs.db", "desktop.ini", "icon\r"})
+
+
+def is_junk_file(name: str) -> bool:
+    return name.startswith(".") or name.lower() in JUNK_FILES
+
+
+def class_files(folder: Path) -> tuple[list[str], list[str]]:
+    """(image files, other files that are not junk) under ``folder``, nested folders included, sorted."""
+    images, others = [], []
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        files.extend(os.path.join(dirpath, name) for name in sorted(filenames) if is_image_file(name))
-    return files
+        for name in sorted(filenames):
+            if is_image_file(name):
+                images.append(os.path.join(dirpath, name))
+            elif not is_junk_file(name):
+                others.append(os.path.join(dirpath, name))
+    return images, others
 
 
-def _header_problem(path: str) -> Skipped | None:
-    try:
-        with open_image(path):
-            return None
-    except ImageLoadError as exc:
-        return Skipped(path, exc.kind, exc.detail)
+def _image_files(folder: Path) -> list[str]:
+    return class_files(folder)[0]
 
 
-def check_headers(paths: list[str], workers: int = 8) -> list[Skipped]:
-    """Problems found by reading each file's header (cheap: no pixel is decoded)."""
-    if not paths:
-        return []
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        return [problem for problem in pool.map(_header_problem, paths, chunksize=64) if problem]
+def check_files(paths: list[str], decode: bool | None = None) -> list[Skipped]:
+    """Files that cannot be used, with the reason. Every pixel is decoded (so a truncated download is
+    caught here, not an hour into training) unless there are more than FULL_CHECK_LIMIT files not
+    checked before; then only headers are read and the rest is left to the loaders."""
+    if decode is None:
+        decode = len(paths) <= FULL_CHECK_LIMIT
+        if not decode:
+            log.info("%d images: reading headers only; `imgcls doctor DATA` decodes every file once "
+                     "(cached) and finds duplicates and leaks", len(paths))
+    return [Skipped(r.path, r.kind, r.detail) for r in inspect_files(paths, decode=decode) if not r.ok]
 
 
 def scan_folder(root: str | Path, classes: list[str] | None = None) -> FolderScan:
@@ -93,7 +118,7 @@ def scan_folder(root: str | Path, classes: list[str] | None = None) -> FolderSca
             log.warning("%s/%s: class not in training classes %s; skipped", root, name, order)
             continue
         samples.extend((path, index[name]) for path in _image_files(root / by_name[name]))
-    skipped = check_headers([path for path, _ in samples])
+    skipped = check_files([path for path, _ in samples])
     bad = {s.path for s in skipped}
     samples = [s for s in samples if s[0] not in bad]
     scan = FolderScan(root, order, samples, skipped)

@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 
 from imgcls.cache import cache_dir
 from imgcls.data.cifar import cifar10_root, load_cifar10
-from imgcls.data.folders import FolderScan, Sample, Skipped, drop_empty_classes, scan_folder
+from imgcls.data.folders import FolderScan, Sample, Skipped, data_folder, drop_empty_classes, scan_folder
 from imgcls.data.images import ImageLoadError, load_image
 from imgcls.data.split import samples_from_record, split_record, stratified_split
 from imgcls.errors import DataError
@@ -143,12 +143,7 @@ def resolve_data(spec: str | Path, val_split: float = 0.2, seed: int = 42,
     spec = str(spec)
     if spec == "cifar10" or spec.startswith("cifar10:"):
         return _resolve_cifar(spec)
-    root = Path(spec).expanduser()
-    if not root.exists():
-        raise DataError(f"data folder not found: {root}; give a folder with train/ and val/ class folders, "
-                        f"a folder of class folders, or cifar10[:PATH]")
-    if not root.is_dir():
-        raise DataError(f"data must be a folder, not a file: {root}")
+    root = data_folder(spec)
 
     if (root / "train").is_dir():
         train = _check_classes(scan_folder(root / "train"), root / "train")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import shutil
@@ -11,6 +12,8 @@ from pathlib import Path
 
 from imgcls.data.folders import Sample, scan_folder
 from imgcls.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
 
 
 def stratified_split(samples: list[Sample], fractions: dict[str, float], seed: int) -> dict[str, list[Sample]]:
@@ -73,10 +76,13 @@ def split_folder(src: str | Path, dst: str | Path, val: float = 0.2, test: float
     """
     src, dst = Path(src), Path(dst)
     if not src.is_dir():
-        raise DataError(f"source folder not found: {src}; give a folder of class folders")
+        what = "is a file, not a folder" if src.exists() else "not found"
+        raise DataError(f"source folder {src} {what}; give a folder of class folders")
     if dst.exists() and any(dst.iterdir()):
         raise DataError(f"output folder {dst} is not empty; choose a new --out folder")
     scan = scan_folder(src)
+    for item in scan.skipped:  # not copied: name each one
+        log.warning("skipped %s (%s): %s", item.path, item.kind, item.detail)
     if not scan.samples:
         raise DataError(f"no images found in class folders under {src}")
     fractions = {name: f for name, f in (("val", val), ("test", test)) if f > 0}

@@ -46,6 +46,8 @@ def data_for(model_path: str | Path, data: str | None) -> DataSource:
         if run is None:
             raise DataError(f"{model_path} is not inside a run directory; pass --data DIR to say what to evaluate on")
         config = run.read_config()
+        if not config.get("data"):
+            raise DataError(f"{run.file(RunDir.CONFIG)} does not say what data the run used; pass --data DIR")
         return resolve_data(config["data"], val_split=config.get("val_split", 0.2), seed=config.get("seed", 42),
                             recorded_split=run.read_split())
     return resolve_data(data)

@@ -96,6 +96,7 @@ def resolve_model_path(path: str | Path) -> Path:
 
 def expand_image_paths(inputs: Iterable[str | Path]) -> list[str]:
     """Files as given, folders walked (sorted) for image files; missing inputs are an error."""
+    inputs = list(inputs)
     paths: list[str] = []
     for item in inputs:
         item = Path(item).expanduser()
@@ -108,6 +109,9 @@ def expand_image_paths(inputs: Iterable[str | Path]) -> list[str]:
             paths.append(str(item))
         else:
             raise DataError(f"image or folder not found: {item}")
+    if not paths:
+        raise DataError(f"no image files in {', '.join(str(i) for i in inputs)}; "
+                        f"give image files or folders holding some ({', '.join(sorted(IMAGE_EXTENSIONS))})")
     return paths
 
 

@@ -7,8 +7,6 @@ a file that would need to run code is refused, never unpickled.
 
 from __future__ import annotations
 
-import pickle
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,8 +15,9 @@ import torch
 from torch import nn
 
 from imgcls.data.presets import Preprocess
-from imgcls.errors import CheckpointError
+from imgcls.errors import CheckpointError, ImgclsError
 from imgcls.models.factory import ModelSpec, build_model
+from imgcls.models.safe_load import safe_torch_load
 
 FORMAT = "imgcls"
 VERSION = 1
@@ -35,21 +34,16 @@ def read_checkpoint_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}; give a run directory or its best.pt")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        reason = str(exc).strip().splitlines()[0][:200]
-        raise CheckpointError(f"refusing to load {path}: it would run code or build arbitrary objects when loaded "
-                              f"({reason}); imgcls checkpoints hold only tensors and plain data, "
-                              f"so this file is not one of ours -- do not load it") from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise CheckpointError(f"{path} is corrupt or not a PyTorch checkpoint ({str(exc).splitlines()[0][:160]}); "
-                              f"use another checkpoint (last.pt/best.pt) or retrain") from None
+    checkpoint = safe_torch_load(path, CheckpointError, "use best.pt or last.pt of an imgcls run, or retrain")
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get(FORMAT), dict):
         raise CheckpointError(f"{path} is not an imgcls checkpoint (no imgcls metadata inside); "
                               f"to start from plain weights use `imgcls train --weights {path}`")
     meta = checkpoint[FORMAT]
-    if meta.get("format") != FORMAT or int(meta.get("version", 0)) > VERSION:
+    version = meta.get("version", 0)
+    if meta.get("format") != FORMAT or not isinstance(version, int):
+        raise CheckpointError(f"{path}: its imgcls metadata is damaged (format {meta.get('format')!r}, "
+                              f"version {version!r}); use best.pt or last.pt of an imgcls run, or retrain")
+    if version > VERSION:
         raise CheckpointError(f"{path} was written by a newer imgcls (checkpoint version {meta.get('version')}); "
                               f"upgrade imgcls to load it")
     if not isinstance(checkpoint.get("state_dict"), dict):
@@ -68,10 +62,17 @@ class LoadedCheckpoint:
 
     def build(self) -> nn.Module:
         """The network with the checkpoint's weights, in eval mode."""
-        model = build_model(self.spec)
+        try:
+            model = build_model(self.spec)
+        except ImgclsError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a damaged or foreign spec fails inside timm in many ways
+            raise CheckpointError(f"{self.path}: cannot build its network '{self.spec.arch}' "
+                                  f"({str(exc).splitlines()[0][:160]}); the checkpoint is damaged or comes "
+                                  f"from a newer imgcls or timm") from None
         try:
             model.load_state_dict(self.state_dict)
-        except RuntimeError as exc:
+        except (RuntimeError, TypeError, ValueError, KeyError) as exc:
             raise CheckpointError(f"{self.path}: weights do not fit {self.spec.arch} "
                                   f"({str(exc).splitlines()[0]}); the checkpoint is damaged") from None
         return model.eval()
@@ -86,7 +87,8 @@ def load_checkpoint(path: str | Path) -> LoadedCheckpoint:
         preprocess = Preprocess.from_dict(meta["preprocess"])
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: imgcls metadata is incomplete ({exc}); the checkpoint is damaged") from None
-    state = {k[len(MODULE_PREFIX):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(MODULE_PREFIX)}
+    state = {k[len(MODULE_PREFIX):]: v for k, v in checkpoint["state_dict"].items()
+             if isinstance(k, str) and k.startswith(MODULE_PREFIX)}
     info = {k: v for k, v in meta.items() if k not in {"format", "version", "model", "classes", "preprocess"}}
     info.setdefault("epoch", checkpoint.get("epoch"))
     return LoadedCheckpoint(Path(path), spec, classes, preprocess, state, info)

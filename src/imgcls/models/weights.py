@@ -7,7 +7,6 @@ never code.
 from __future__ import annotations
 
 import logging
-import pickle
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import torch
 from torch import nn
 
 from imgcls.errors import ModelError
+from imgcls.models.safe_load import safe_torch_load
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +61,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path).expanduser()
     if not path.is_file():
         raise ModelError(f"weights file not found: {path}; give the path of a .pt/.pth/.bin state dict")
-    try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise ModelError(f"{path} cannot be loaded safely: it needs to run code to load ({str(exc).splitlines()[0]}); "
-                         f"re-save it as a plain state dict with torch.save(model.state_dict(), PATH)") from None
-    except (RuntimeError, OSError, EOFError, ValueError) as exc:
-        raise ModelError(f"{path} is not a PyTorch weights file ({exc}); give a .pt/.pth state dict") from None
+    loaded = safe_torch_load(path, ModelError, "give a state dict saved with torch.save(model.state_dict(), PATH)")
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(loaded, dict) and isinstance(loaded.get(key), dict):
             loaded = loaded[key]

@@ -18,8 +18,9 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-from imgcls.config import TrainConfig, update_config
+from imgcls.config import TrainConfig, config_of_run, update_config
 from imgcls.data.datamodule import ImageDataModule, class_weights
+from imgcls.data.doctor import check_training_data
 from imgcls.data.source import DataSource, resolve_data
 from imgcls.errors import ConfigError, TrainingInterrupted
 from imgcls.models.checkpoint import checkpoint_meta, read_checkpoint_file
@@ -123,8 +124,10 @@ def train(config: TrainConfig) -> RunDir:
     _quiet_lightning()
     pl.seed_everything(config.seed, workers=True, verbose=False)
 
+    resolve_arch(config.model)  # a mistyped --model fails now, not after checking every image
     source = resolve_data(config.data, val_split=config.val_split, seed=config.seed)
     describe_data(source)
+    check_training_data(source)  # warns about leaks, label conflicts, duplicates, imbalance
     config = resolve_config(config, source)
     created = create_model(config.model, len(source.classes), pretrained=config.pretrained, weights=config.weights,
                            img_size=config.img_size)
@@ -173,7 +176,7 @@ def resume(run_path: str | Path) -> RunDir:
     if not run.path.is_dir() or not last.is_file():
         raise ConfigError(f"nothing to resume in {run.path}: it needs a last.pt from an interrupted `imgcls train`")
     read_checkpoint_file(last)  # refuse a tampered or foreign file before Lightning touches it
-    config = TrainConfig(**run.read_config())
+    config = config_of_run(run.read_config(), run.file(RunDir.CONFIG))
     _quiet_lightning()
     pl.seed_everything(config.seed, workers=True, verbose=False)
     source = resolve_data(config.data, val_split=config.val_split, seed=config.seed, recorded_split=run.read_split())
