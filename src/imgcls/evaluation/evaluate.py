@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -84,13 +85,18 @@ def _label_map(data_classes: list[str], model_classes: list[str]) -> list[int]:
 
 
 def evaluate_predictor(predictor: Predictor, source: DataSource, split: str = "val", batch_size: int = 64,
-                       workers: int = 0, tta: bool = False,
+                       workers: int | None = None, tta: bool = False,
                        progress: Callable[[int, int], None] | None = None) -> Evaluation:
-    """Probabilities and metrics of ``predictor`` on one split; ``tta`` averages each image with its mirror."""
+    """Probabilities and metrics of ``predictor`` on one split; ``tta`` averages each image with its mirror.
+
+    ``workers`` decode images in parallel with the forward passes (default: up to 4, one core left free,
+    none for a split of a single batch, where starting them costs more than they save)."""
     remap = torch.tensor(_label_map(source.classes, predictor.classes))
     dataset = source.dataset(split, predictor.transform, draft_size=predictor.preprocess.resize_size)
     if len(dataset) == 0:
         raise DataError(f"the {split} split of {source.spec} holds no images")
+    if workers is None:
+        workers = min(4, max(0, (os.cpu_count() or 1) - 1)) if len(dataset) > batch_size else 0
     labels, probs, done = [], [], 0
     for batch, target in DataLoader(dataset, batch_size=batch_size, num_workers=workers):
         batch_probs = predictor.probabilities(batch)
