@@ -89,7 +89,7 @@ def split(src: str | Path, out: str | Path, val: float = 0.2, test: float = 0.0,
 
 
 def compare(runs: Iterable[str | Path], out: str | Path) -> list[dict[str, Any]]:
-    """Write table.md, table.csv and val_accuracy.png comparing run directories into ``out``; returns the rows."""
+    """Write table.md, table.csv, val_accuracy.png and report.html comparing runs into ``out``; returns the rows."""
     from imgcls.evaluation.compare import compare_runs
 
     return [row.to_dict() for row in compare_runs(list(runs), out)]

@@ -185,7 +185,7 @@ def evaluate(
 @app.command()
 def compare(
     runs: list[Path] = typer.Argument(..., help="Run directories (or folders holding runs) to put side by side."),
-    out: Path = typer.Option(..., "--out", help="Folder for table.md, table.csv and val_accuracy.png."),
+    out: Path = typer.Option(..., "--out", help="Folder for table.md, table.csv, val_accuracy.png and report.html."),
     as_json: bool = typer.Option(False, "--json", help="Print the table rows as JSON on stdout."),
 ) -> None:
     """Side-by-side table (markdown + CSV) and val-accuracy curves of runs."""

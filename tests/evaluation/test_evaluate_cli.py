@@ -69,10 +69,11 @@ def test_default_report_folders_do_not_overwrite_each_other(tiny_run: Path, tmp_
     (["--split", "test"], "test"),              # tiny_data has no test/ split
     (["--split", "train"], "--split"),
     (["--data", "/no/such/data"], "/no/such/data"),
+    (["--out", "{run}/config.yaml"], "--out"),  # a file where the report folder should go
 ])
 def test_evaluate_mistakes_exit_2_with_one_line(args: list[str], named: str, tiny_run: Path,
                                                 imgcls_main: Callable) -> None:
-    code, stdout, stderr = imgcls_main("evaluate", tiny_run, *args)
+    code, stdout, stderr = imgcls_main("evaluate", tiny_run, *[a.format(run=tiny_run) for a in args])
     assert code == 2 and stdout == ""
     lines = [line for line in stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and named in lines[0]

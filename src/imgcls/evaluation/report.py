@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from imgcls.data.source import DataSource
+from imgcls.errors import RunDirError
 from imgcls.evaluation import html as h
 from imgcls.evaluation.evaluate import Evaluation, data_for, evaluate_predictor
 from imgcls.evaluation.gallery import sample_predictions, shown_images, worst_mistakes
@@ -161,11 +163,21 @@ def render_report(evaluation: Evaluation, record: dict[str, Any], pictures: dict
     return h.page(f"imgcls report: {name}", "".join(body))
 
 
+def _writable(folder: Path) -> Path:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        writable = os.access(folder, os.W_OK)
+    except OSError:
+        writable = False
+    if not writable:
+        raise RunDirError(f"cannot write the report into {folder}; choose a folder you can write to with --out DIR")
+    return folder
+
+
 def write_report(out: str | Path, evaluation: Evaluation, model: Path, source: DataSource,
                  run: RunDir | None = None) -> Path:
     """Pictures, evaluation.json and report.html for ``evaluation`` in ``out``; returns report.html's path."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = _writable(Path(out))
     name = run.path.name if run else model.name
     title = f"{name} ({evaluation.split})"
     epochs = run.read_metrics().get("epochs", []) if run else []
