@@ -58,7 +58,7 @@ def main() -> None:
                                           plot_reliability(evaluation.calibration, out / "r.png")),
             "thumbnails (galleries)": lambda: shown_images(evaluation, worst_mistakes(evaluation)
                                                            + sample_predictions(evaluation)),
-            "Hangul font subset": lambda: font_face_css("클래스별 성능 학습 곡선 혼동 행렬 " + "".join(evaluation.classes)),
+            "Hangul font subset": lambda: font_face_css("클래스별 성능 혼동 행렬 " + "".join(evaluation.classes)),
             "whole report": lambda: write_report(out / "report", evaluation, run.best_checkpoint, source, run),
         }
         timings = {name: timed(step, args.repeat)[0] for name, step in parts.items()}

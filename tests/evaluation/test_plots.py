@@ -23,7 +23,7 @@ def test_korean_names_render_in_every_picture_without_glyph_warnings(tmp_path: P
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # matplotlib warns "Glyph ... missing from font(s)" for boxes
         pictures = [
-            plot_confusion([[3, 1, 0], [0, 2, 2], [1, 0, 5]], KOREAN, tmp_path / "cm.png", "개미와 벌 (val)"),
+            plot_confusion([[3, 1, 0], [0, 2, 2], [1, 0, 5]], KOREAN, tmp_path / "cm.png", "개미와 벌"),
             plot_curves(EPOCHS, tmp_path / "curves.png", "한국어 실험"),
             plot_reliability(calibration(np.array([0, 1, 2, 1]), probs), tmp_path / "rel.png", "보정"),
             plot_val_accuracy([("미세조정", EPOCHS), ("특징 추출", EPOCHS[:2])], tmp_path / "cmp.png", "비교"),

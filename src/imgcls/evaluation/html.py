@@ -22,7 +22,7 @@ h2 small{color:#888;font-weight:normal;font-size:.7em;margin-left:.5em}
 .sub{color:#555;margin-top:0}.note{color:#555;font-size:.92em;max-width:60em}
 table{border-collapse:collapse;margin:1em 0;font-size:.93em}
 td,th{border:1px solid #ddd;padding:4px 10px;text-align:left;white-space:nowrap}th{background:#f4f4f4}
-td.n{text-align:right}.scroll{overflow-x:auto}tr.weak td{background:#fff4f2}tr.best td{background:#eef8ec}
+td.n,th.n{text-align:right}.scroll{overflow-x:auto}tr.weak td{background:#fff4f2}tr.best td{background:#eef8ec}
 .cards{display:flex;flex-wrap:wrap;gap:1em;margin:1em 0}
 .cards div{background:#f4f7fb;padding:.7em 1.1em;border-radius:8px;min-width:9em}
 .cards b{display:block;font-size:1.6em}.cards span{color:#666;font-size:.85em}
@@ -85,26 +85,32 @@ def note(text: str) -> str:
 NUMBER = re.compile(r"^[-+]?[\d.,]+(e[-+]?\d+)?(%|s| \(|m |h |$)")  # 0.941, 94.1% (epoch 3), 5m 28s, 3.00e-05
 
 
-def _cell(value: Any) -> str:
-    text = fmt(value)
-    numeric = isinstance(value, (int, float)) and not isinstance(value, bool) or bool(NUMBER.match(text))
-    return f"<td class='n'>{esc(text)}</td>" if numeric else f"<td>{esc(text)}</td>"
+def _is_number(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, (int, float)) or bool(NUMBER.match(fmt(value)))
 
 
 def table(header: list[str], rows: list[list[Any]], row_classes: list[str] | None = None) -> str:
-    """Numbers right-aligned, text left; ``row_classes`` styles rows ('weak', 'best')."""
-    head = "".join(f"<th>{esc(h)}</th>" for h in header)
+    """Numbers right-aligned (and their column's heading), text left; ``row_classes`` styles rows ('weak', 'best')."""
+    numeric = [[_is_number(c) for c in row] for row in rows]
+    columns = [bool(rows) and all(flags[i] for flags in numeric if i < len(flags)) for i in range(len(header))]
+    head = "".join(f"<th class='n'>{esc(title)}</th>" if columns[i] else f"<th>{esc(title)}</th>"
+                   for i, title in enumerate(header))
     body = []
     for index, row in enumerate(rows):
         css = f" class='{esc(row_classes[index])}'" if row_classes and row_classes[index] else ""
-        body.append(f"<tr{css}>" + "".join(_cell(c) for c in row) + "</tr>")
+        cells = "".join(f"<td class='n'>{esc(fmt(c))}</td>" if flag else f"<td>{esc(fmt(c))}</td>"
+                        for c, flag in zip(row, numeric[index]))
+        body.append(f"<tr{css}>{cells}</tr>")
     return f"<div class='scroll'><table><tr>{head}</tr>{''.join(body)}</table></div>"
 
 
 def cards(items: list[tuple[str, str, str]]) -> str:
     """Headline figures: (label, value, small hint)."""
-    return "<div class='cards'>" + "".join(
-        f"<div>{esc(label)}<b>{esc(value)}</b><span>{esc(hint)}</span></div>" for label, value, hint in items) + "</div>"
+    inner = "".join(f"<div>{esc(label)}<b>{esc(value)}</b><span>{esc(hint)}</span></div>"
+                    for label, value, hint in items)
+    return f"<div class='cards'>{inner}</div>"
 
 
 def png(path: Path, alt: str) -> str:
