@@ -65,12 +65,20 @@ class Classifier:
         return [p.to_dict() for p in self.predictor.predict(inputs, topk=topk, batch_size=batch_size,
                                                             progress=progress)]
 
-    def evaluate(self, data: str | Path | None = None, split: str = "val") -> dict[str, Any]:
-        """Metrics on a split of ``data`` (default: the run's own data and split)."""
+    def evaluate(self, data: str | Path | None = None, split: str = "val", *, tta: bool = False,
+                 out: str | Path | None = None, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+        """Metrics on a split of ``data`` (default: the run's own data and split), in the shape of
+        ``imgcls evaluate --json``. ``tta`` averages each image with its mirror image; ``out`` is a folder
+        to write the pictures, evaluation.json and report.html into."""
         from imgcls.evaluation.evaluate import data_for, evaluate_predictor
 
         source = data_for(self.path, str(data) if data is not None else None)
-        return evaluate_predictor(self.predictor, source, split).metrics
+        evaluation = evaluate_predictor(self.predictor, source, split, tta=tta, progress=progress)
+        if out is not None:
+            from imgcls.evaluation.report import write_report
+
+            write_report(out, evaluation, self.predictor.source, source, self.run)
+        return evaluation.metrics
 
 
 def split(src: str | Path, out: str | Path, val: float = 0.2, test: float = 0.0, seed: int = 42) -> dict:
@@ -78,3 +86,10 @@ def split(src: str | Path, out: str | Path, val: float = 0.2, test: float = 0.0,
     from imgcls.data.split import split_folder
 
     return split_folder(src, out, val=val, test=test, seed=seed)
+
+
+def compare(runs: Iterable[str | Path], out: str | Path) -> list[dict[str, Any]]:
+    """Write table.md, table.csv, val_accuracy.png and report.html comparing runs into ``out``; returns the rows."""
+    from imgcls.evaluation.compare import compare_runs
+
+    return [row.to_dict() for row in compare_runs(list(runs), out)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import unicodedata
 from pathlib import Path
 from typing import Any, Optional
 
@@ -126,11 +127,21 @@ def train(
 
 
 # evaluate ---------------------------------------------------------------------------------------
+def _columns(text: str) -> int:
+    """Terminal columns of ``text``: Hangul and other wide characters take two."""
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def _padded(text: str, width: int) -> str:
+    return text + " " * max(0, width - _columns(text))
+
+
 def _report_text(metrics: dict[str, Any]) -> str:
-    width = max(12, *(len(c) for c in metrics["per_class"]))
+    width = max(12, *(_columns(name) for name in metrics["per_class"]))
     lines = [f"{'':{width}}  precision  recall  f1-score  support"]
     for name, m in metrics["per_class"].items():
-        lines.append(f"{name:{width}}  {m['precision']:9.4f}  {m['recall']:6.4f}  {m['f1']:8.4f}  {m['support']:7d}")
+        lines.append(f"{_padded(name, width)}  {m['precision']:9.4f}  {m['recall']:6.4f}  {m['f1']:8.4f}  "
+                     f"{m['support']:7d}")
     total = sum(m["support"] for m in metrics["per_class"].values())
     lines.append("")
     lines.append(f"{'accuracy':{width}}  {'':9}  {'':6}  {metrics['accuracy']:8.4f}  {total:7d}")
@@ -146,21 +157,49 @@ def evaluate(
     data: Optional[str] = typer.Option(None, help="Data folder (default: the run's own data and split)."),
     split: str = typer.Option("val", help="val | test"),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON on stdout."),
+    tta: bool = typer.Option(False, "--tta", help="Test-time augmentation: average each image with its mirror."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Folder for report.html and pictures "
+                                                           "(default RUN/eval-SPLIT, or beside a model file)."),
 ) -> None:
-    """Accuracy, macro F1, per-class report and confusion matrix of a model on a split."""
+    """Accuracy, macro F1, per-class report and confusion matrix of a model on a split; writes report.html."""
     from imgcls.api import Classifier
+    from imgcls.evaluation.evaluate import default_report_dir
 
     _setup_logging()
     if split not in ("val", "test"):
         raise ImgclsError(f"--split must be val or test, not {split!r}")
-    metrics = Classifier.load(model).evaluate(data, split=split)
+    out = out or default_report_dir(model, split, data, tta)
+    metrics = Classifier.load(model).evaluate(data, split=split, tta=tta, out=out, progress=_progress("evaluate"))
     if as_json:
         _echo_json(metrics)
+        typer.echo(f"report: {out / 'report.html'}", err=True)
         return
     typer.echo(_report_text(metrics))
     typer.echo("\nconfusion matrix (rows: true, columns: predicted)")
     for name, row in zip(metrics["per_class"], metrics["confusion_matrix"]):
         typer.echo(f"  {name}: {row}")
+    typer.echo(f"\nreport: {out / 'report.html'}")
+
+
+# compare ----------------------------------------------------------------------------------------
+@app.command()
+def compare(
+    runs: list[Path] = typer.Argument(..., help="Run directories (or folders holding runs) to put side by side."),
+    out: Path = typer.Option(..., "--out", help="Folder for table.md, table.csv, val_accuracy.png and report.html."),
+    as_json: bool = typer.Option(False, "--json", help="Print the table rows as JSON on stdout."),
+) -> None:
+    """Side-by-side table (markdown + CSV) and val-accuracy curves of runs."""
+    from imgcls.api import compare as compare_runs
+    from imgcls.evaluation.compare import TABLE_MD
+
+    _setup_logging()
+    rows = compare_runs(runs, out)
+    if as_json:
+        _echo_json(rows)
+        return
+    table = (out / TABLE_MD).read_text(encoding="utf-8").splitlines()
+    typer.echo("\n".join(line for line in table if line.startswith("|")))  # without title and footnotes
+    typer.echo(str(out))
 
 
 # predict ----------------------------------------------------------------------------------------

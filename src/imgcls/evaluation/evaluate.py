@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +17,7 @@ from torch.utils.data import DataLoader
 
 from imgcls.data.source import DataSource, resolve_data
 from imgcls.errors import DataError
+from imgcls.evaluation.calibration import Calibration, calibration
 from imgcls.evaluation.metrics import classification_metrics
 from imgcls.inference.predictor import Predictor
 from imgcls.rundir import RunDir
@@ -27,7 +32,27 @@ class Evaluation:
     labels: np.ndarray  # true labels, in the model's class order
     probs: np.ndarray  # (N, classes)
     paths: list[str] | None  # image files, None for array data (CIFAR)
-    metrics: dict[str, Any]
+    metrics: dict[str, Any]  # the `evaluate --json` shape
+    images: np.ndarray | None = None  # NHWC uint8 pictures of array data, for thumbnails
+    tta: bool = False  # probabilities averaged over the image and its mirror
+
+    @property
+    def preds(self) -> np.ndarray:
+        return self.probs.argmax(axis=1)
+
+    @property
+    def confidences(self) -> np.ndarray:
+        return self.probs.max(axis=1)
+
+    @property
+    def losses(self) -> np.ndarray:
+        """Cross-entropy of each image: high when the model was confidently wrong."""
+        true_probs = self.probs[np.arange(len(self.labels)), self.labels]
+        return -np.log(np.clip(true_probs, 1e-12, None))
+
+    @cached_property
+    def calibration(self) -> Calibration:
+        return calibration(self.labels, self.probs)
 
 
 def run_dir_of(model_path: str | Path) -> RunDir | None:
@@ -62,15 +87,53 @@ def _label_map(data_classes: list[str], model_classes: list[str]) -> list[int]:
 
 
 def evaluate_predictor(predictor: Predictor, source: DataSource, split: str = "val", batch_size: int = 64,
-                       workers: int = 0) -> Evaluation:
+                       workers: int | None = None, tta: bool = False,
+                       progress: Callable[[int, int], None] | None = None) -> Evaluation:
+    """Probabilities and metrics of ``predictor`` on one split; ``tta`` averages each image with its mirror.
+
+    ``workers`` decode images in parallel with the forward passes (default: up to 4, one core left free,
+    none for a split of a single batch, where starting them costs more than they save)."""
     remap = torch.tensor(_label_map(source.classes, predictor.classes))
     dataset = source.dataset(split, predictor.transform, draft_size=predictor.preprocess.resize_size)
     if len(dataset) == 0:
         raise DataError(f"the {split} split of {source.spec} holds no images")
-    labels, probs = [], []
+    if workers is None:
+        workers = min(4, max(0, (os.cpu_count() or 1) - 1)) if len(dataset) > batch_size else 0
+    labels, probs, done = [], [], 0
     for batch, target in DataLoader(dataset, batch_size=batch_size, num_workers=workers):
-        probs.append(predictor.probabilities(batch).numpy())
+        batch_probs = predictor.probabilities(batch)
+        if tta:  # flip the preprocessed tensor, so every backend (torch, ONNX, TorchScript) gets the same
+            batch_probs = (batch_probs + predictor.probabilities(torch.flip(batch, dims=[3]))) / 2
+        probs.append(batch_probs.numpy())
         labels.append(remap[target].numpy())
+        done += len(target)
+        if progress:
+            progress(done, len(dataset))
     label_array, prob_array = np.concatenate(labels), np.concatenate(probs)
     return Evaluation(split, predictor.classes, label_array, prob_array, source.paths(split),
-                      classification_metrics(label_array, prob_array, predictor.classes))
+                      classification_metrics(label_array, prob_array, predictor.classes),
+                      images=source.arrays[split][0] if split in source.arrays else None, tta=tta)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^\w.-]+", "_", text).strip("_.") or "data"
+
+
+def default_report_dir(model_path: str | Path, split: str, data: str | None = None, tta: bool = False) -> Path:
+    """Where ``imgcls evaluate`` writes its pictures when no --out is given.
+
+    ``RUN/eval-SPLIT`` for a run (or its best.pt); other model files add their name
+    (``RUN/eval-val-last.pt``, ``DIR/eval-val-model.onnx`` beside a file outside any run);
+    --data other than the run's own adds the data's name, --tta adds ``-tta``.
+    """
+    path = Path(model_path)
+    run = run_dir_of(path)
+    parts = [split]
+    if data is not None:
+        cifar = data == "cifar10" or data.startswith("cifar10:")
+        parts.append(_slug("cifar10" if cifar else Path(data).expanduser().resolve().name))
+    if run is None or (path.is_file() and path.name != RunDir.BEST):
+        parts.append(_slug(path.name))
+    if tta:
+        parts.append("tta")
+    return (run.path if run else path.parent) / ("eval-" + "-".join(parts))

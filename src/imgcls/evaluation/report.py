@@ -1,72 +1,204 @@
-"""A run's pictures and its self-contained report.html."""
+"""A run's (or an evaluation's) pictures, its evaluation.json and its self-contained report.html.
+
+``write_run_report`` runs at the end of training, into the run directory; ``write_report`` is what
+``imgcls evaluate`` calls for any split, into ``RUN/eval-SPLIT/`` or ``--out``.
+"""
 
 from __future__ import annotations
 
-import base64
-import html
 import logging
+import os
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from imgcls.data.source import DataSource
+from imgcls.errors import RunDirError
+from imgcls.evaluation import html as h
 from imgcls.evaluation.evaluate import Evaluation, data_for, evaluate_predictor
-from imgcls.evaluation.plots import plot_confusion, plot_curves
+from imgcls.evaluation.gallery import sample_predictions, shown_images, worst_mistakes
+from imgcls.evaluation.plots import plot_confusion, plot_curves, plot_reliability
 from imgcls.inference.predictor import Predictor
-from imgcls.rundir import RunDir
+from imgcls.rundir import RunDir, atomic_write_text, write_json
 
 log = logging.getLogger(__name__)
 
-STYLE = """
-body{font-family:system-ui,-apple-system,"Noto Sans KR","Malgun Gothic",sans-serif;max-width:1100px;margin:2em auto;
-padding:0 1em;color:#222}h1{margin-bottom:.2em}table{border-collapse:collapse;margin:1em 0}
-td,th{border:1px solid #ddd;padding:4px 10px;text-align:right}th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}
-.headline{display:flex;gap:2em;margin:1em 0}.headline div{background:#f4f7fb;padding:.8em 1.2em;border-radius:8px}
-.headline b{display:block;font-size:1.6em}img{max-width:100%}
-"""
+RELIABILITY = "reliability.png"
+EVALUATION = "evaluation.json"  # metrics + calibration of this report; compare reads a run's macro F1 here
+MISTAKES_SHOWN = 24
+SAMPLES_SHOWN = 24
 
 
-def _img(path: Path) -> str:
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f'<img alt="{html.escape(path.name)}" src="data:image/png;base64,{data}">'
+def evaluation_record(evaluation: Evaluation, model: Path, source: DataSource) -> dict[str, Any]:
+    """evaluation.json: what was evaluated on what, the `evaluate --json` metrics and calibration."""
+    return {"model": str(model), "data": source.spec, "split": evaluation.split, "tta": evaluation.tta,
+            "images": int(len(evaluation.labels)),
+            "split_sizes": {split: len(source.labels(split)) for split in source.splits},
+            "metrics": evaluation.metrics, "calibration": evaluation.calibration.to_dict()}
 
 
-def _table(header: list[str], rows: list[list[Any]]) -> str:
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
+def _confusions(evaluation: Evaluation) -> list[tuple[int, str, int]]:
+    """Per class: (errors, most frequent wrong prediction, how often)."""
+    matrix = np.asarray(evaluation.metrics["confusion_matrix"])
+    result = []
+    for i in range(len(matrix)):
+        off = matrix[i].copy()
+        off[i] = 0
+        j = int(off.argmax())
+        result.append((int(off.sum()), evaluation.classes[j] if off[j] else "", int(off[j])))
+    return result
 
 
-def _fmt(value: Any) -> str:
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
+def _summary(evaluation: Evaluation) -> str:
+    """Two plain sentences on what the numbers mean for this model."""
+    m, n = evaluation.metrics, len(evaluation.labels)
+    correct = int(np.trace(np.asarray(m["confusion_matrix"])))
+    text = f"The model names {correct} of {n} {evaluation.split} images correctly ({h.percent(m['accuracy'])})."
+    confusions = _confusions(evaluation)
+    recalls = [(v["recall"], name) for name, v in m["per_class"].items() if v["support"]]
+    if recalls and correct < n:
+        recall, name = min(recalls)
+        index = evaluation.classes.index(name)
+        errors, other, times = confusions[index]
+        support = m["per_class"][name]["support"]
+        text += (f" Weakest class: {name} (recall {h.percent(recall)}): {errors} of its {support} images were "
+                 f"named wrongly, most often as {other} ({times}).")
+    return f"<p class='summary'>{h.esc(text)}</p>"
 
 
-def render_report(run: RunDir, evaluation: Evaluation, pictures: list[Path]) -> str:
-    config, summary, m = run.read_config(), run.read_metrics(), evaluation.metrics
-    name = html.escape(run.path.name)
-    headline = "".join(f"<div>{label}<b>{value}</b></div>" for label, value in (
-        ("best val accuracy", _fmt(summary.get("best_val_acc"))), ("macro F1", _fmt(m["macro_f1"])),
-        ("best epoch", summary.get("best_epoch")), ("training time", f"{summary.get('wall_seconds') or 0:.0f} s")))
-    per_class = _table(["class", "precision", "recall", "F1", "support"],
-                       [[c, v["precision"], v["recall"], v["f1"], v["support"]] for c, v in m["per_class"].items()])
-    settings = _table(["setting", "value"], [[k, v] for k, v in config.items()])
-    epochs = _table(["epoch", "train loss", "train acc", "val loss", "val acc", "lr", "seconds"],
-                    [[r["epoch"], r["train_loss"], r["train_acc"], r["val_loss"], r["val_acc"], r["lr"], r["seconds"]]
-                     for r in summary.get("epochs", [])])
-    images = "".join(f"<h2>{html.escape(p.stem.replace('_', ' '))}</h2>{_img(p)}" for p in pictures if p.is_file())
-    return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>imgcls run {name}</title>"
-            f"<style>{STYLE}</style></head><body><h1>imgcls run {name}</h1>"
-            f"<p>{html.escape(str(config.get('model')))}, {html.escape(str(config.get('strategy')))}, "
-            f"evaluated on the {evaluation.split} split ({len(evaluation.labels)} images) with the best checkpoint.</p>"
-            f"<div class='headline'>{headline}</div><h2>Per class</h2>{per_class}{images}"
-            f"<h2>Epochs</h2>{epochs}<h2>Settings</h2>{settings}</body></html>")
+def _headline(evaluation: Evaluation, summary: dict[str, Any]) -> str:
+    m, n = evaluation.metrics, len(evaluation.labels)
+    items = [(f"accuracy ({evaluation.split})", h.percent(m["accuracy"]), f"of {n} images"),
+             ("macro F1", h.fmt(m["macro_f1"], 3), "mean F1 over classes")]
+    if "top5" in m:
+        items.append(("top-5 accuracy", h.percent(m["top5"]), "true class among the 5 likeliest"))
+    items.append(("calibration error", h.fmt(evaluation.calibration.ece, 3), "ECE, 0 is perfect"))
+    epochs = summary.get("epochs") or []
+    if summary.get("best_val_acc") is not None:
+        items.append(("best val accuracy", h.percent(summary["best_val_acc"]),
+                      f"epoch {summary['best_epoch']} of {len(epochs)}"))
+    if summary.get("wall_seconds") is not None:
+        items.append(("training time", h.duration(summary["wall_seconds"]), "wall clock"))
+    return h.cards(items)
+
+
+def _per_class(evaluation: Evaluation) -> str:
+    confusions, rows, weak = _confusions(evaluation), [], []
+    for (name, v), (errors, other, times) in zip(evaluation.metrics["per_class"].items(), confusions):
+        rows.append([name, v["precision"], v["recall"], v["f1"], v["support"], f"{other} ({times})" if other else ""])
+        weak.append("weak" if v["support"] and v["recall"] < evaluation.metrics["accuracy"] else "")
+    if len(rows) > 1:
+        order = sorted(range(len(rows)), key=lambda i: (rows[i][4] == 0, rows[i][2], rows[i][3]))  # weakest first
+        rows, weak = [rows[i] for i in order], [weak[i] for i in order]
+    return (h.table(["class", "precision", "recall", "F1", "support", "most often taken for"], rows, weak)
+            + h.note("Precision: of the images predicted as the class, the share that are. Recall: of the class's "
+                     "images, the share found. F1: their harmonic mean. Support: images of the class. Classes are "
+                     "listed by recall, weakest first; shaded rows have recall below the overall accuracy."))
+
+
+def _gallery_sections(evaluation: Evaluation) -> str:
+    mistakes = worst_mistakes(evaluation, MISTAKES_SHOWN)
+    wrong = int((evaluation.preds != evaluation.labels).sum())
+    parts = [h.heading("Worst mistakes", "가장 크게 틀린 예측")]
+    if mistakes:
+        parts.append(h.note(f"{len(mistakes)} of the {wrong} wrong predictions, the most confidently wrong first "
+                            f"(highest loss). Bold: predicted class and its probability; below: the true class and "
+                            f"the probability the model gave it."))
+        parts.append(h.gallery(shown_images(evaluation, mistakes)))
+    else:
+        parts.append(h.note(f"No mistakes: every {evaluation.split} image was named correctly."))
+    parts.append(h.heading("Sample predictions", "예측 예시"))
+    parts.append(h.note("A fixed random sample of every class. Green frame: right, red: wrong."))
+    parts.append(h.gallery(shown_images(evaluation, sample_predictions(evaluation, SAMPLES_SHOWN))))
+    return "".join(parts)
+
+
+def _calibration_section(evaluation: Evaluation, picture: Path) -> str:
+    ece = evaluation.calibration.ece
+    return (h.heading("Calibration", "신뢰도 보정") + h.png(picture, "reliability diagram")
+            + h.note(f"Expected calibration error {ece:.3f}: on average the model's confidence differs from its "
+                     f"actual accuracy by {100 * ece:.1f} percentage points. Bars on the dashed diagonal mean "
+                     f"'90% sure' comes true 90% of the time; bars below it mean the model is overconfident."))
+
+
+def _training_sections(run: RunDir | None, summary: dict[str, Any]) -> str:
+    parts = []
+    rows = [[r.get("epoch"), r.get("train_loss"), r.get("train_acc"), r.get("val_loss"), r.get("val_acc"),
+             r.get("lr"), h.fmt(r.get("seconds"), 1)] for r in summary.get("epochs", [])]
+    if rows:
+        parts += [h.heading("Epochs", "에포크별 기록"),
+                  h.table(["epoch", "train loss", "train acc", "val loss", "val acc", "lr", "seconds"], rows)]
+    if run is not None:
+        config = run.read_config()
+        parts += [h.heading("Settings", "설정"), "<details><summary>every setting of the run (config.yaml)</summary>",
+                  h.table(["setting", "value"], [[k, v] for k, v in config.items()]), "</details>"]
+    return "".join(parts)
+
+
+def render_report(evaluation: Evaluation, record: dict[str, Any], pictures: dict[str, Path | None],
+                  run: RunDir | None) -> str:
+    summary = run.read_metrics() if run else {}
+    config = run.read_config() if run else {}
+    name = run.path.name if run else Path(record["model"]).name
+    described = [config.get("model"), config.get("strategy")] if run else []
+    facts = [*(str(x) for x in described if x), f"data {record['data']}",
+             f"{record['split']} split, {record['images']} images", f"model file {Path(record['model']).name}"]
+    if evaluation.tta:
+        facts.append("test-time augmentation: each image averaged with its mirror image")
+    facts.append(datetime.now().strftime("%Y-%m-%d %H:%M"))
+    body = [f"<h1>imgcls report: {h.esc(name)}</h1><p class='sub'>{h.esc(' · '.join(facts))}</p>",
+            _headline(evaluation, summary), _summary(evaluation),
+            h.heading("Per class", "클래스별 성능"), _per_class(evaluation)]
+    if pictures.get("curves") is not None:
+        body += [h.heading("Learning curves", "학습 곡선"), h.png(pictures["curves"], "learning curves"),
+                 h.note("Train and val per epoch. Train accuracy rising while val accuracy stalls, or val loss "
+                        "climbing, means overfitting; both low means underfitting or too few epochs.")]
+    body += [h.heading("Confusion matrix", "혼동 행렬"), h.png(pictures["confusion"], "confusion matrix"),
+             h.note("Rows are the true classes, columns the predicted ones; the diagonal holds the right answers. "
+                    "Right: each row divided by its total, so small classes read as clearly as large ones."),
+             _gallery_sections(evaluation), _calibration_section(evaluation, pictures["reliability"]),
+             _training_sections(run, summary)]
+    return h.page(f"imgcls report: {name}", "".join(body))
+
+
+def _writable(folder: Path) -> Path:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        writable = os.access(folder, os.W_OK)
+    except OSError:
+        writable = False
+    if not writable:
+        raise RunDirError(f"cannot write the report into {folder}; choose a folder you can write to with --out DIR")
+    return folder
+
+
+def write_report(out: str | Path, evaluation: Evaluation, model: Path, source: DataSource,
+                 run: RunDir | None = None) -> Path:
+    """Pictures, evaluation.json and report.html for ``evaluation`` in ``out``; returns report.html's path."""
+    out = _writable(Path(out))
+    name = run.path.name if run else model.name
+    title = f"{name} ({evaluation.split})"
+    epochs = run.read_metrics().get("epochs", []) if run else []
+    pictures: dict[str, Path | None] = {
+        "curves": plot_curves(epochs, out / RunDir.CURVES, name) if run else None,
+        "confusion": plot_confusion(evaluation.metrics["confusion_matrix"], evaluation.classes,
+                                    out / RunDir.CONFUSION, title),
+        "reliability": plot_reliability(evaluation.calibration, out / RELIABILITY, title),
+    }
+    record = evaluation_record(evaluation, model, source)
+    write_json(out / EVALUATION, record)
+    report = out / RunDir.REPORT
+    atomic_write_text(report, render_report(evaluation, record, pictures, run))
+    return report
 
 
 def write_run_report(run: RunDir, split: str = "val") -> Evaluation:
-    """Evaluate the run's best checkpoint on ``split``; write curves.png, confusion_matrix.png, report.html."""
+    """Evaluate the run's best checkpoint on ``split``; write its pictures, evaluation.json and report.html."""
     predictor = Predictor.load(run.best_checkpoint)
-    evaluation = evaluate_predictor(predictor, data_for(run.path, None), split)
-    curves = plot_curves(run.read_metrics().get("epochs", []), run.file(RunDir.CURVES), run.path.name)
-    confusion = plot_confusion(evaluation.metrics["confusion_matrix"], evaluation.classes,
-                               run.file(RunDir.CONFUSION), f"{run.path.name} ({split})")
-    run.file(RunDir.REPORT).write_text(render_report(run, evaluation, [curves, confusion]), encoding="utf-8")
-    log.info("report: %s", run.file(RunDir.REPORT))
+    source = data_for(run.path, None)
+    evaluation = evaluate_predictor(predictor, source, split)
+    report = write_report(run.path, evaluation, run.best_checkpoint, source, run)
+    log.info("report: %s", report)
     return evaluation
