@@ -40,11 +40,10 @@ class Prediction:
 
 
 class TorchBackend:
-    """A PyTorch network from an imgcls checkpoint."""
+    """A PyTorch network (an imgcls checkpoint's, or a TorchScript module)."""
 
-    name = "torch"
-
-    def __init__(self, model: torch.nn.Module, device: str | torch.device = "cpu"):
+    def __init__(self, model: torch.nn.Module, device: str | torch.device = "cpu", name: str = "torch"):
+        self.name = name
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         if self.device.type == "cpu":
@@ -75,9 +74,22 @@ def _load_torch(path: Path, device: str) -> LoadedModel:
                        {"arch": checkpoint.spec.arch, "model": checkpoint.spec.name, **checkpoint.info})
 
 
-# Suffix -> loader. Export formats add theirs (".onnx", ".ts").
+def _load_onnx(path: Path, device: str) -> LoadedModel:
+    from imgcls.inference.onnx_backend import load_onnx
+
+    return load_onnx(path, device)
+
+
+def _load_torchscript(path: Path, device: str) -> LoadedModel:
+    from imgcls.inference.torchscript_backend import load_torchscript
+
+    return load_torchscript(path, device)
+
+
+# Suffix -> loader (each imports its runtime only when a file of its kind is loaded).
 BACKENDS: dict[str, Callable[[Path, str], LoadedModel]] = {".pt": _load_torch, ".pth": _load_torch,
-                                                           ".ckpt": _load_torch}
+                                                           ".ckpt": _load_torch, ".onnx": _load_onnx,
+                                                           ".ts": _load_torchscript}
 
 
 def resolve_model_path(path: str | Path) -> Path:
