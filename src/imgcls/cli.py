@@ -231,6 +231,27 @@ def export(
     typer.echo(result["path"])
 
 
+# serve ------------------------------------------------------------------------------------------
+@app.command()
+def serve(
+    model: Path = typer.Argument(..., help="Run directory, .pt checkpoint, .onnx or .ts file."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0: reachable from other machines)."),
+    port: int = typer.Option(8000, help="TCP port."),
+    max_upload_mb: float = typer.Option(10.0, min=0.01, help="Largest image accepted, in MB."),
+    max_files: int = typer.Option(64, min=1, help="Most images in one request."),
+    max_batch: int = typer.Option(32, min=1, help="Most images in one forward pass (requests arriving "
+                                                  "together are batched)."),
+    max_wait_ms: float = typer.Option(5.0, min=0.0, help="How long a forward pass waits for more requests."),
+    device: str = typer.Option("cpu", help="cpu or cuda."),
+) -> None:
+    """HTTP API (/predict, /health, /docs) and an upload page (/) for a model."""
+    from imgcls.api import Classifier
+
+    _setup_logging()
+    Classifier.load(model, device=device).serve(host=host, port=port, max_upload_mb=max_upload_mb,
+                                                max_files=max_files, max_batch=max_batch, max_wait_ms=max_wait_ms)
+
+
 # split ------------------------------------------------------------------------------------------
 @app.command("split")
 def split_command(
