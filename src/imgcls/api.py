@@ -81,6 +81,26 @@ class Classifier:
         return evaluation.metrics
 
 
+    # deploying -----------------------------------------------------------------------------------
+    def export(self, format: str = "onnx", quantize: str | None = None, out: str | Path | None = None,  # noqa: A002
+               data: str | Path | None = None, tolerance: float = 1e-3, max_accuracy_drop: float = 0.05,
+               ) -> dict[str, Any]:
+        """Export to ONNX (``quantize="int8"`` optional) or TorchScript, checked against PyTorch on the
+        run's val images; returns the summary (``path``, ``parity``, ``int8``...). ``out`` defaults to
+        beside the checkpoint (``runs/NAME/best.onnx``)."""
+        from imgcls.export.exporter import export_model
+
+        return export_model(self.predictor.source, format, quantize=quantize, out=out,
+                            data=str(data) if data is not None else None, tolerance=tolerance,
+                            max_accuracy_drop=max_accuracy_drop).to_dict()
+
+    def serve(self, host: str = "127.0.0.1", port: int = 8000, **options: Any) -> None:
+        """Run the HTTP API and upload page until interrupted (options: see ``imgcls serve --help``)."""
+        from imgcls.serve.server import run_server
+
+        run_server(self.predictor, host=host, port=port, **options)
+
+
 def split(src: str | Path, out: str | Path, val: float = 0.2, test: float = 0.0, seed: int = 42) -> dict:
     """Write a stratified train/val(/test) copy of one class-folder tree (hard links where possible)."""
     from imgcls.data.split import split_folder

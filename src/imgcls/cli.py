@@ -225,6 +225,72 @@ def predict(
         typer.echo(f"{r['path']}\t{r['label']}\t{r['score']:.4f}" + (f"\t({others})" if others else ""))
 
 
+# export -----------------------------------------------------------------------------------------
+def _parity_text(name: str, parity: dict[str, Any], checked_on: str) -> str:
+    text = (f"{name} vs PyTorch on {checked_on}: max |diff| of probabilities {parity['max_abs_diff']:.2g}, "
+            f"same top-1 on {parity['top1_agreement']:.1%}")
+    if parity["accuracy"] is not None:
+        text += f", accuracy {parity['reference_accuracy']:.4f} -> {parity['accuracy']:.4f}"
+    return text
+
+
+@app.command()
+def export(
+    model: Path = typer.Argument(..., help="Run directory or .pt checkpoint."),
+    fmt: str = typer.Option(..., "--format", help="onnx | torchscript"),
+    quantize: Optional[str] = typer.Option(None, "--quantize", help="int8: onnxruntime static quantization "
+                                                                    "calibrated on the run's training images."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output file or folder (default: beside the "
+                                                           "checkpoint, e.g. runs/NAME/best.onnx)."),
+    data: Optional[str] = typer.Option(None, help="Images to check (val) and calibrate (train) on "
+                                                  "(default: the run's own data)."),
+    tolerance: float = typer.Option(1e-3, min=0.0, help="Largest allowed difference of probabilities."),
+    max_accuracy_drop: float = typer.Option(0.05, min=0.0, max=1.0,
+                                            help="int8: largest allowed val accuracy drop (0.05 = 5 points)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the export summary as JSON on stdout."),
+) -> None:
+    """Export to ONNX or TorchScript (class names and preprocessing inside), then check it against PyTorch."""
+    from imgcls.api import Classifier
+
+    _setup_logging()
+    result = Classifier.load(model).export(fmt, quantize=quantize, out=out, data=data, tolerance=tolerance,
+                                           max_accuracy_drop=max_accuracy_drop)
+    if as_json:
+        _echo_json(result)
+        return
+    typer.echo(_parity_text(result["format"], result["parity"], result["checked_on"]) +
+               f" (tolerance {result['tolerance']:g})", err=True)
+    if result["int8"]:
+        int8 = result["int8"]
+        typer.echo(_parity_text("int8", int8, result["checked_on"]), err=True)
+        if int8["accuracy"] is not None:
+            typer.echo(f"int8 val accuracy change: {100 * (int8['accuracy'] - int8['reference_accuracy']):+.2f} "
+                       f"points", err=True)
+    typer.echo(f"{result['size_bytes'] / 1e6:.1f} MB in {result['seconds']:.0f} s", err=True)
+    typer.echo(result["path"])
+
+
+# serve ------------------------------------------------------------------------------------------
+@app.command()
+def serve(
+    model: Path = typer.Argument(..., help="Run directory, .pt checkpoint, .onnx or .ts file."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0: reachable from other machines)."),
+    port: int = typer.Option(8000, help="TCP port."),
+    max_upload_mb: float = typer.Option(10.0, min=0.01, help="Largest image accepted, in MB."),
+    max_files: int = typer.Option(64, min=1, help="Most images in one request."),
+    max_batch: int = typer.Option(32, min=1, help="Most images in one forward pass (requests arriving "
+                                                  "together are batched)."),
+    max_wait_ms: float = typer.Option(5.0, min=0.0, help="How long a forward pass waits for more requests."),
+    device: str = typer.Option("cpu", help="cpu or cuda."),
+) -> None:
+    """HTTP API (/predict, /health, /docs) and an upload page (/) for a model."""
+    from imgcls.api import Classifier
+
+    _setup_logging()
+    Classifier.load(model, device=device).serve(host=host, port=port, max_upload_mb=max_upload_mb,
+                                                max_files=max_files, max_batch=max_batch, max_wait_ms=max_wait_ms)
+
+
 # split ------------------------------------------------------------------------------------------
 @app.command("split")
 def split_command(

@@ -51,3 +51,9 @@ def close_matches(name: str, choices: Iterable[str], n: int = 3) -> str:
     """' (did you mean a, b?)' for the nearest choices, or '' when none is near."""
     matches = difflib.get_close_matches(name, list(choices), n=n, cutoff=0.6)
     return f" (did you mean {', '.join(matches)}?)" if matches else ""
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (its type name when empty), for one-line errors."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else type(exc).__name__

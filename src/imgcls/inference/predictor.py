@@ -40,11 +40,10 @@ class Prediction:
 
 
 class TorchBackend:
-    """A PyTorch network from an imgcls checkpoint."""
+    """A PyTorch network (an imgcls checkpoint's, or a TorchScript module)."""
 
-    name = "torch"
-
-    def __init__(self, model: torch.nn.Module, device: str | torch.device = "cpu"):
+    def __init__(self, model: torch.nn.Module, device: str | torch.device = "cpu", name: str = "torch"):
+        self.name = name
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         if self.device.type == "cpu":
@@ -75,9 +74,22 @@ def _load_torch(path: Path, device: str) -> LoadedModel:
                        {"arch": checkpoint.spec.arch, "model": checkpoint.spec.name, **checkpoint.info})
 
 
-# Suffix -> loader. Export formats add theirs (".onnx", ".ts").
+def _load_onnx(path: Path, device: str) -> LoadedModel:
+    from imgcls.inference.onnx_backend import load_onnx
+
+    return load_onnx(path, device)
+
+
+def _load_torchscript(path: Path, device: str) -> LoadedModel:
+    from imgcls.inference.torchscript_backend import load_torchscript
+
+    return load_torchscript(path, device)
+
+
+# Suffix -> loader (each imports its runtime only when a file of its kind is loaded).
 BACKENDS: dict[str, Callable[[Path, str], LoadedModel]] = {".pt": _load_torch, ".pth": _load_torch,
-                                                           ".ckpt": _load_torch}
+                                                           ".ckpt": _load_torch, ".onnx": _load_onnx,
+                                                           ".ts": _load_torchscript}
 
 
 def resolve_model_path(path: str | Path) -> Path:
@@ -116,7 +128,8 @@ def expand_image_paths(inputs: Iterable[str | Path]) -> list[str]:
 
 
 class _PathDataset(Dataset):
-    """(tensor, index) per path; a file that cannot be decoded yields (empty tensor, -1 - index)."""
+    """(tensor, index, None) per path; a file that cannot be decoded yields (empty tensor, index, reason),
+    so the reason reaches the main process, where it is logged, from any worker."""
 
     def __init__(self, paths: Sequence[str], transform: Callable[[Image.Image], torch.Tensor], draft_size: int):
         self.paths, self.transform, self.draft_size = paths, transform, draft_size
@@ -124,17 +137,17 @@ class _PathDataset(Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, str | None]:
         try:
-            return self.transform(load_image(self.paths[index], self.draft_size)), index
+            return self.transform(load_image(self.paths[index], self.draft_size)), index, None
         except ImageLoadError as exc:
-            log.warning("skipped %s: %s", exc.path, exc.detail)
-            return torch.empty(0), -1 - index
+            return torch.empty(0), index, exc.detail
 
 
-def _collate(items: list[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor | None, list[int], list[int]]:
-    good = [(t, i) for t, i in items if i >= 0]
-    failed = [-1 - i for _, i in items if i < 0]
+def _collate(items: list[tuple[torch.Tensor, int, str | None]]) -> tuple[torch.Tensor | None, list[int],
+                                                                       dict[int, str]]:
+    good = [(t, i) for t, i, error in items if error is None]
+    failed = {i: error for _, i, error in items if error is not None}
     batch = torch.stack([t for t, _ in good]) if good else None
     return batch, [i for _, i in good], failed
 
@@ -169,8 +182,10 @@ class Predictor:
         loader = DataLoader(_PathDataset(paths, self.transform, self.preprocess.resize_size), batch_size=batch_size,
                             num_workers=workers, collate_fn=_collate)
         for batch, indices, failed in loader:
+            for index, reason in failed.items():
+                log.warning("skipped %s: %s", paths[index], reason)
             probs = self.probabilities(batch).numpy() if batch is not None else np.zeros((0, len(self.classes)))
-            yield indices, probs, failed
+            yield indices, probs, list(failed)
 
     def labelled(self, path: str, probs: np.ndarray, topk: int = 5) -> Prediction:
         order = np.argsort(-probs)[:max(1, min(topk, len(self.classes)))]

@@ -1,0 +1,165 @@
+"""``imgcls export``: a run's best model -> an ONNX or TorchScript file, verified before it is kept.
+
+The exported file is written under a temporary name, loaded back through the same Predictor that
+predict/evaluate/serve use, and compared with the PyTorch model on the run's validation images
+(random inputs when the data is gone). Only a file that passes takes the final name.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from imgcls import __version__
+from imgcls.data.source import DataSource
+from imgcls.errors import DataError, ExportError
+from imgcls.export.metadata import ExportMeta
+from imgcls.export.parity import Parity, Reference, calibration_batches, check_inputs
+from imgcls.inference.predictor import Predictor, resolve_model_path
+from imgcls.models.checkpoint import load_checkpoint
+
+log = logging.getLogger(__name__)
+
+FORMATS = {"onnx": ".onnx", "torchscript": ".ts"}
+FORMAT_ALIASES = {"ts": "torchscript", "jit": "torchscript"}
+QUANTIZATIONS = ("int8",)
+TORCH_SUFFIXES = (".pt", ".pth", ".ckpt")
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    format: str
+    quantize: str | None
+    size_bytes: int
+    seconds: float
+    checked_on: str  # "153 val images" / "19 random inputs"
+    tolerance: float
+    parity: Parity  # of the float export against PyTorch
+    int8: Parity | None = None  # of the int8 model against PyTorch
+    source: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": str(self.path), "format": self.format, "quantize": self.quantize,
+                "size_bytes": self.size_bytes, "seconds": round(self.seconds, 2), "source": self.source,
+                "checked_on": self.checked_on, "tolerance": self.tolerance, "parity": self.parity.to_dict(),
+                "int8": self.int8.to_dict() if self.int8 else None}
+
+
+def normalize_format(fmt: str) -> str:
+    name = FORMAT_ALIASES.get(fmt.lower(), fmt.lower())
+    if name not in FORMATS:
+        raise ExportError(f"unknown export format {fmt!r}; use --format onnx or --format torchscript")
+    return name
+
+
+def output_path(checkpoint: Path, fmt: str, quantize: str | None, out: str | Path | None) -> Path:
+    """``--out`` (a file, or a folder to put one in), else beside the checkpoint: best.onnx, best.int8.onnx, best.ts."""
+    suffix = FORMATS[fmt]
+    name = checkpoint.stem + (f".{quantize}" if quantize else "") + suffix
+    if out is None:
+        return checkpoint.with_name(name)
+    out = Path(out).expanduser()
+    if out.is_dir():
+        return out / name
+    if out.suffix.lower() != suffix:
+        raise ExportError(f"--out {out} must end in {suffix} for --format {fmt} (or name an existing folder)")
+    return out
+
+
+def _source_checkpoint(model: str | Path) -> Path:
+    path = resolve_model_path(model)
+    if path.suffix.lower() not in TORCH_SUFFIXES:
+        raise ExportError(f"{path} is already an exported model; export from a run directory or its best.pt")
+    return path
+
+
+def _check_data(model_path: Path, data: str | None) -> DataSource | None:
+    """The data to check against: --data, else the run's own; without either, None (random inputs)."""
+    from imgcls.evaluation.evaluate import data_for
+
+    try:
+        return data_for(model_path, data)
+    except DataError as exc:
+        if data is not None:
+            raise
+        log.warning("the run's data is not available (%s); checking on random inputs", exc)
+        return None
+
+
+def _write_and_verify(network, meta: ExportMeta, fmt: str, tmp: Path, reference: Reference) -> Parity:  # noqa: ANN001
+    if fmt == "onnx":
+        from imgcls.export.to_onnx import export_onnx
+
+        export_onnx(network, meta, tmp)
+    else:
+        from imgcls.export.to_torchscript import export_torchscript
+
+        export_torchscript(network, meta, tmp)
+    return reference.compare(Predictor.load(tmp))
+
+
+def export_model(model: str | Path, fmt: str = "onnx", quantize: str | None = None, out: str | Path | None = None,
+                 data: str | None = None, tolerance: float = 1e-3, max_accuracy_drop: float = 0.05,
+                 check_limit: int = 1000) -> ExportResult:
+    """Export the model of a run or checkpoint; :class:`ExportError` when it does not match PyTorch."""
+    started = time.perf_counter()
+    fmt = normalize_format(fmt)
+    if quantize is not None and quantize not in QUANTIZATIONS:
+        raise ExportError(f"unknown quantization {quantize!r}; use --quantize int8")
+    if quantize and fmt != "onnx":
+        raise ExportError("--quantize int8 works with --format onnx (onnxruntime quantization)")
+    checkpoint_path = _source_checkpoint(model)
+    target = output_path(checkpoint_path, fmt, quantize, out)
+    target.parent.mkdir(parents=True, exist_ok=True)
+
+    checkpoint = load_checkpoint(checkpoint_path)
+    meta = ExportMeta(checkpoint.classes, checkpoint.preprocess, checkpoint.spec.to_dict(),
+                      {"exported_format": fmt, "quantization": quantize or "none", "source": str(checkpoint_path),
+                       "epoch": checkpoint.info.get("epoch"), "imgcls_version": __version__})
+    reference_predictor = Predictor.load(checkpoint_path)
+    source = _check_data(checkpoint_path, data)
+    inputs = check_inputs(reference_predictor, source, limit=check_limit)
+    reference = Reference(reference_predictor, inputs)
+
+    log.info("exporting %s to %s, then checking it against PyTorch on %s", checkpoint_path, fmt, inputs.description)
+    tmp = target.with_name(f".{target.stem}.tmp{target.suffix}")
+    int8_tmp = target.with_name(f".{target.stem}.quantized-tmp{target.suffix}")
+    try:
+        parity = _write_and_verify(checkpoint.build(), meta, fmt, tmp, reference)
+        if not parity.max_abs_diff <= tolerance:  # NaN fails too
+            raise ExportError(f"the {fmt} export does not match PyTorch: probabilities differ by up to "
+                              f"{parity.max_abs_diff:.2g} (tolerance {tolerance:g}) on {inputs.description}; "
+                              f"try the other --format, or raise --tolerance if this is acceptable")
+        int8 = None
+        if quantize:
+            int8 = _quantize(tmp, int8_tmp, meta, reference_predictor, source, reference, max_accuracy_drop)
+        (int8_tmp if quantize else tmp).replace(target)
+    finally:
+        tmp.unlink(missing_ok=True)
+        int8_tmp.unlink(missing_ok=True)
+    return ExportResult(target, fmt, quantize, target.stat().st_size, time.perf_counter() - started,
+                        inputs.description, tolerance, parity, int8, str(checkpoint_path))
+
+
+def _quantize(float_model: Path, out: Path, meta: ExportMeta, predictor: Predictor, source: DataSource | None,
+              reference: Reference, max_accuracy_drop: float) -> Parity:
+    from imgcls.export.quantize import quantize_int8
+    from imgcls.export.to_onnx import write_onnx_metadata
+
+    calibration = calibration_batches(predictor, source)
+    if not calibration:
+        raise ExportError("int8 quantization calibrates on the run's training images, which are not available; "
+                          "pass --data DIR (a folder with train/ and val/, or of class folders)")
+    log.info("int8: calibrating on %d training images", sum(len(b) for b in calibration))
+    quantize_int8(float_model, out, calibration)
+    write_onnx_metadata(out, meta)
+    parity = reference.compare(Predictor.load(out))
+    if parity.accuracy is not None and parity.reference_accuracy - parity.accuracy > max_accuracy_drop:
+        raise ExportError(f"int8 quantization costs too much accuracy: {parity.reference_accuracy:.4f} -> "
+                          f"{parity.accuracy:.4f} on {reference.inputs.description} (allowed drop "
+                          f"{max_accuracy_drop:g}); export without --quantize")
+    return parity

@@ -1,0 +1,77 @@
+"""The onnxruntime backend: the fast CPU path for exported ``.onnx`` files (float or int8)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from imgcls.errors import CheckpointError, first_line
+from imgcls.export.metadata import META_KEY, ExportMeta
+
+log = logging.getLogger(__name__)
+
+
+def cpu_threads() -> int:
+    """Threads for one forward pass: the cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def session_options(threads: int | None = None):  # noqa: ANN201 - onnxruntime.SessionOptions
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL  # a CNN is a chain: parallelism is within ops
+    options.intra_op_num_threads = threads or cpu_threads()
+    options.inter_op_num_threads = 1
+    # Spinning threads burn the cores the image-decoding workers need between batches.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.log_severity_level = 3  # errors only; its warnings are about graph internals
+    return options
+
+
+def providers_for(device: str) -> list[str]:
+    import onnxruntime as ort
+
+    if str(device).startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    if str(device).startswith("cuda"):
+        log.warning("onnxruntime has no CUDA provider here (install onnxruntime-gpu); running on CPU")
+    return ["CPUExecutionProvider"]
+
+
+class OnnxBackend:
+    """Logits from an onnxruntime session, for preprocessed float batches (N, 3, H, W)."""
+
+    name = "onnx"
+
+    def __init__(self, session):  # noqa: ANN001 - onnxruntime.InferenceSession
+        self.session = session
+        self.input_name = session.get_inputs()[0].name
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        array = np.ascontiguousarray(batch.detach().cpu().numpy(), dtype=np.float32)
+        return torch.from_numpy(self.session.run(None, {self.input_name: array})[0])
+
+
+def load_onnx(path: Path, device: str = "cpu", threads: int | None = None):  # noqa: ANN201 - LoadedModel
+    import onnxruntime as ort
+
+    from imgcls.inference.predictor import LoadedModel
+
+    try:
+        session = ort.InferenceSession(str(path), sess_options=session_options(threads),
+                                       providers=providers_for(device))
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own untyped errors
+        raise CheckpointError(f"{path} is not a usable ONNX model ({first_line(exc)}); "
+                              f"export it again with "
+                              f"`imgcls export RUN --format onnx`") from None
+    meta = ExportMeta.from_json(session.get_modelmeta().custom_metadata_map.get(META_KEY), path)
+    return LoadedModel(OnnxBackend(session), meta.classes, meta.preprocess, meta.info_for_predictor())

@@ -1,0 +1,175 @@
+"""The HTTP API (PRODUCT.md, Serving): ``GET /health``, ``POST /predict``, ``GET /`` and ``GET /docs``.
+
+Every error answer is JSON ``{"error": ...}`` with a 4xx status for the client's mistakes (not an
+image, empty, too large, missing field) and 500 for bugs; no request can stop the server. Uploads
+are decoded in the thread pool, several at once; the forward passes go through one
+:class:`MicroBatcher`, so concurrent clients share batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from importlib.resources import files as package_files
+from typing import Any, Optional
+
+import torch
+from fastapi import FastAPI, File, Query, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi_offline import FastAPIOffline
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from imgcls import __version__
+from imgcls.data.images import ImageLoadError, load_image
+from imgcls.errors import ImgclsError
+from imgcls.inference.predictor import Predictor
+from imgcls.serve.batching import MicroBatcher
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServeLimits:
+    max_upload_mb: float = 10.0  # per image
+    max_files: int = 64  # per request
+    max_batch: int = 32  # images per forward pass
+    max_wait_ms: float = 5.0  # how long a forward pass waits for more requests to join
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+
+class UploadError(Exception):
+    """A bad upload: answered with ``status`` and ``{"error": message}``."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error.get("loc", ()) if p != "body")
+        parts.append(f"{where}: {error.get('msg')}" if where else str(error.get("msg")))
+    return "; ".join(parts) or "invalid request"
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(UploadError)
+    async def upload_error(_: Request, exc: UploadError) -> JSONResponse:
+        return _error(exc.status, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return _error(422, _validation_message(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(ImgclsError)
+    async def user_error(_: Request, exc: ImgclsError) -> JSONResponse:
+        return _error(400, str(exc))
+
+    @app.exception_handler(Exception)
+    async def bug(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("internal error while answering a request")
+        return _error(500, f"internal error ({type(exc).__name__}); the server keeps running")
+
+
+def _preprocess(predictor: Predictor, name: str, data: bytes) -> torch.Tensor:
+    try:
+        image = load_image(data, predictor.preprocess.resize_size)
+    except ImageLoadError as exc:
+        raise UploadError(415, f"{name}: not a readable image ({exc.detail})") from None
+    return predictor.transform(image)
+
+
+async def _read_upload(upload: UploadFile, limits: ServeLimits) -> bytes:
+    name = upload.filename or "upload"
+    if upload.size is not None and upload.size > limits.max_upload_bytes:
+        raise UploadError(413, f"{name} is {upload.size / 2**20:.1f} MB; the limit is {limits.max_upload_mb:g} MB "
+                               f"per image (imgcls serve --max-upload-mb)")
+    data = await upload.read(limits.max_upload_bytes + 1)
+    if len(data) > limits.max_upload_bytes:
+        raise UploadError(413, f"{name} is larger than the {limits.max_upload_mb:g} MB limit per image "
+                               f"(imgcls serve --max-upload-mb)")
+    if not data:
+        raise UploadError(400, f"{name} is empty")
+    return data
+
+
+def _page() -> str:
+    return (package_files("imgcls.serve") / "static" / "index.html").read_text(encoding="utf-8")
+
+
+def create_app(predictor: Predictor, limits: ServeLimits | None = None) -> FastAPI:
+    """The FastAPI app serving ``predictor``; the batcher starts and stops with the app."""
+    limits = limits or ServeLimits()
+    batcher = MicroBatcher(lambda batch: predictor.probabilities(batch).numpy(), limits.max_batch,
+                           limits.max_wait_ms)
+    page = _page()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await batcher.start()
+        yield
+        await batcher.stop()
+
+    app = FastAPIOffline(title="imgcls", version=__version__, lifespan=lifespan, redoc_url=None,
+                         description=f"Image classifier {predictor.source.name}: "
+                                     f"{len(predictor.classes)} classes ({', '.join(predictor.classes[:10])}"
+                                     f"{', ...' if len(predictor.classes) > 10 else ''}).")
+    _add_error_handlers(app)
+
+    @app.middleware("http")
+    async def refuse_huge_bodies(request: Request, call_next):  # noqa: ANN001, ANN202
+        # Declared sizes are refused before a byte of the body is read (per-file limits apply after).
+        length = request.headers.get("content-length", "")
+        if length.isdigit() and int(length) > limits.max_upload_bytes * limits.max_files + 65536:
+            return _error(413, f"request of {int(length) / 2**20:.1f} MB is too large "
+                               f"({limits.max_files} images of at most {limits.max_upload_mb:g} MB)")
+        return await call_next(request)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def upload_page() -> HTMLResponse:
+        return HTMLResponse(page)
+
+    @app.get("/health", summary="Is the model loaded and answering?")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "model": str(predictor.source), "backend": getattr(predictor.backend, "name", "?"),
+                "classes": predictor.classes, "img_size": predictor.preprocess.img_size,
+                "max_upload_mb": limits.max_upload_mb, "max_files": limits.max_files,
+                "images_predicted": batcher.images, "batches": batcher.batches}
+
+    @app.post("/predict", summary="Classify one image (field `file`) or several (field `files`)")
+    async def predict(file: Optional[UploadFile] = File(None, description="One image: answered with one object"),
+                      files: Optional[list[UploadFile]] = File(None, description="Several images: answered "
+                                                                                 "with a list"),
+                      topk: int = Query(5, ge=1, le=1000, description="Classes to list per image")) -> Any:
+        uploads = ([file] if file is not None else []) + list(files or [])
+        if not uploads:
+            raise UploadError(400, "no image in the request: send multipart form field 'file' (one image) "
+                                   "or 'files' (several)")
+        if len(uploads) > limits.max_files:
+            raise UploadError(413, f"{len(uploads)} images in one request; the limit is {limits.max_files}")
+        contents = [await _read_upload(upload, limits) for upload in uploads]
+        images = await asyncio.gather(*(run_in_threadpool(_preprocess, predictor, upload.filename or "upload", data)
+                                        for upload, data in zip(uploads, contents)))
+        probs = await batcher.predict(images)
+        results = [predictor.labelled(upload.filename or "upload", row, topk).to_dict()
+                   for upload, row in zip(uploads, probs)]
+        return results[0] if file is not None and not files else results
+
+    return app
