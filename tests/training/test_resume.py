@@ -37,7 +37,7 @@ def _rows(run: Path) -> list[tuple[int, float]]:
 
 
 def _settings(tiny_data: Path, out: Path, name: str, **options) -> dict:  # noqa: ANN003
-    return {"data": str(tiny_data), "model": "small_cnn", "epochs": 4, "batch_size": 16, "workers": 0,
+    return {"data": str(tiny_data), "model": "small_cnn", "epochs": 3, "batch_size": 16, "workers": 0,
             "scheduler": "cosine", "warmup_epochs": 1, "out": str(out), "name": name, **options}
 
 
@@ -56,28 +56,28 @@ def uninterrupted(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 def test_resume_after_an_interrupted_epoch_continues_the_same_rows_and_schedule(
         uninterrupted: Path, tiny_data: Path, tmp_path: Path) -> None:
-    resumed = _interrupted_then_resumed(_settings(tiny_data, tmp_path, "cut"), InterruptAt(epoch=2, batch=1))
+    resumed = _interrupted_then_resumed(_settings(tiny_data, tmp_path, "cut"), InterruptAt(epoch=1, batch=1))
     rows, expected = _rows(resumed), _rows(uninterrupted)
-    assert [epoch for epoch, _ in rows] == [epoch for epoch, _ in expected] == [1, 2, 3, 4]
+    assert [epoch for epoch, _ in rows] == [epoch for epoch, _ in expected] == [1, 2, 3]
     assert [lr for _, lr in rows] == pytest.approx([lr for _, lr in expected])  # the same schedule
-    assert torch.load(resumed / "last.pt", weights_only=True)["imgcls"]["epoch"] == 4
+    assert torch.load(resumed / "last.pt", weights_only=True)["imgcls"]["epoch"] == 3
 
 
 def test_interrupt_before_the_first_epoch_ends_still_leaves_a_resumable_run(
         uninterrupted: Path, tiny_data: Path, tmp_path: Path) -> None:
     resumed = _interrupted_then_resumed(_settings(tiny_data, tmp_path, "early"), InterruptAt(epoch=0, batch=1))
-    assert [epoch for epoch, _ in _rows(resumed)] == [1, 2, 3, 4]
+    assert [epoch for epoch, _ in _rows(resumed)] == [1, 2, 3]
 
 
 def test_staged_resumes_in_its_second_stage(tiny_data: Path, tiny_run: Path, tmp_path: Path) -> None:
-    settings = _settings(tiny_data, tmp_path, "staged", strategy="staged", head_epochs=2,
+    settings = _settings(tiny_data, tmp_path, "staged", strategy="staged", head_epochs=1,
                          weights=str(tiny_run / "best.pt"))
-    resumed = _interrupted_then_resumed(settings, InterruptAt(epoch=3))
+    resumed = _interrupted_then_resumed(settings, InterruptAt(epoch=2))  # in stage 2, after one epoch of it
     rows = _rows(resumed)
-    assert [epoch for epoch, _ in rows] == [1, 2, 3, 4]
-    assert rows[2][1] < rows[1][1] * 0.5  # stage 2 at the lower rate, after the resume as before
+    assert [epoch for epoch, _ in rows] == [1, 2, 3]
+    assert rows[1][1] < rows[0][1] * 0.5 and rows[2][1] < rows[0][1] * 0.5  # stage 2's lower rate, resumed too
     last = torch.load(resumed / "last.pt", weights_only=True)
-    assert last["imgcls"]["stage"] == 1 and last["imgcls"]["epoch"] == 4
+    assert last["imgcls"]["stage"] == 1 and last["imgcls"]["epoch"] == 3
 
 
 def test_ctrl_c_exits_130_with_a_resume_hint_and_resume_finishes(tiny_data: Path, tmp_path: Path) -> None:
