@@ -107,6 +107,17 @@ def train(
                                                      "else light).", rich_help_panel=TRAIN_FLAGS),
     hflip: Optional[bool] = typer.Option(None, "--hflip/--no-hflip", help="Random horizontal flips (yes).",
                                          rich_help_panel=TRAIN_FLAGS),
+    head_epochs: Optional[int] = typer.Option(None, help="staged: epochs of stage 1, the head on cached features "
+                                                         "(half of --epochs).", rich_help_panel=TRAIN_FLAGS),
+    layer_decay: Optional[float] = typer.Option(None, help="Fine-tuning: lr factor per layer towards the input, "
+                                                           "1 = off (0.85).", rich_help_panel=TRAIN_FLAGS),
+    cache_features: Optional[bool] = typer.Option(None, "--cache-features/--no-cache-features",
+                                                  help="Feature extraction: run the frozen backbone once and train "
+                                                       "the head on cached features (yes).",
+                                                  rich_help_panel=TRAIN_FLAGS),
+    cifar_stem: Optional[bool] = typer.Option(None, "--cifar-stem/--no-cifar-stem",
+                                              help="ResNets: 3x3 first conv, no max-pool, for tiny images (no).",
+                                              rich_help_panel=TRAIN_FLAGS),
     out: Optional[str] = typer.Option(None, help="Folder for run directories (runs).", rich_help_panel=TRAIN_FLAGS),
     name: Optional[str] = typer.Option(None, help="Run name (MODEL-STRATEGY; -2, -3... when taken).",
                                        rich_help_panel=TRAIN_FLAGS),

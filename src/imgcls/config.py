@@ -51,6 +51,10 @@ class TrainConfig(BaseModel):
     val_split: float = Field(0.2, gt=0, lt=1)
     augment: Literal["standard", "light", "none"] | None = None
     hflip: bool = True
+    head_epochs: int | None = Field(None, ge=1, description="staged: epochs of stage 1 (head on cached features)")
+    layer_decay: float | None = Field(None, gt=0, le=1, description="lr factor per layer towards the input; 1 = off")
+    cache_features: bool = Field(True, description="feature extraction: run the frozen backbone once, train on cache")
+    cifar_stem: bool = Field(False, description="ResNets: 3x3 stride-1 first conv, no max-pool, for tiny images")
     out: str = "runs"
     name: str | None = None
 

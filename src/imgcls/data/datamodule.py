@@ -1,12 +1,17 @@
-"""The Lightning DataModule: owns datasets, transforms, samplers and loaders (the model owns none)."""
+"""Lightning DataModules: they own datasets, transforms, samplers and loaders (the model owns none).
+
+:class:`ImageDataModule` decodes and augments pictures; :class:`FeatureDataModule` serves cached
+embeddings (feature extraction trains its head on those, see ``training/features.py``).
+"""
 
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from torch.utils.data import DataLoader, WeightedRandomSampler
+from torch.utils.data import DataLoader, Dataset, TensorDataset, WeightedRandomSampler
 
 from imgcls.data.presets import EvalPreset, Preprocess, TrainPreset
 from imgcls.data.source import DataSource
@@ -18,6 +23,18 @@ def class_weights(labels: list[int], num_classes: int) -> torch.Tensor:
     weights = torch.tensor([len(labels) / (num_classes * counts[c]) if counts[c] else 0.0
                             for c in range(num_classes)])
     return weights
+
+
+def train_order(labels: list[int], num_classes: int, batch_size: int, balance: str, seed: int) -> dict[str, Any]:
+    """DataLoader arguments for training: seeded shuffling, or class-balanced sampling (--balance sampler)."""
+    # A last batch of one sample breaks BatchNorm in training mode; drop just that case.
+    drop_last = len(labels) % batch_size == 1
+    generator = torch.Generator().manual_seed(seed)
+    if balance == "sampler":
+        weights = class_weights(labels, num_classes)[labels]
+        sampler = WeightedRandomSampler(weights, num_samples=len(labels), replacement=True, generator=generator)
+        return {"sampler": sampler, "drop_last": drop_last}
+    return {"shuffle": True, "generator": generator, "drop_last": drop_last}
 
 
 class ImageDataModule(pl.LightningDataModule):
@@ -37,23 +54,38 @@ class ImageDataModule(pl.LightningDataModule):
         self.eval_sets = {split: self.source.dataset(split, EvalPreset(pre), draft_size=pre.resize_size)
                           for split in ("val", "test") if split in self.source.splits}
 
-    def _loader(self, dataset, **kwargs) -> DataLoader:  # noqa: ANN001
-        return DataLoader(dataset, batch_size=self.batch_size, num_workers=self.workers,
-                          persistent_workers=self.workers > 0, pin_memory=torch.cuda.is_available(), **kwargs)
+    def _loader(self, dataset: Dataset, **kwargs: Any) -> DataLoader:
+        workers = self.workers
+        # Worker processes outlive epochs (no re-fork per epoch); with CUDA, batches go to pinned memory.
+        extra = {"persistent_workers": True, "prefetch_factor": 4} if workers > 0 else {}
+        return DataLoader(dataset, batch_size=self.batch_size, num_workers=workers,
+                          pin_memory=torch.cuda.is_available(), **extra, **kwargs)
 
     def train_dataloader(self) -> DataLoader:
         labels = self.source.labels("train")
-        # A last batch of one sample breaks BatchNorm in training mode; drop just that case.
-        drop_last = len(labels) % self.batch_size == 1
-        generator = torch.Generator().manual_seed(self.seed)
-        if self.balance == "sampler":
-            weights = class_weights(labels, len(self.source.classes))[labels]
-            sampler = WeightedRandomSampler(weights, num_samples=len(labels), replacement=True, generator=generator)
-            return self._loader(self.train_set, sampler=sampler, drop_last=drop_last)
-        return self._loader(self.train_set, shuffle=True, generator=generator, drop_last=drop_last)
+        order = train_order(labels, len(self.source.classes), self.batch_size, self.balance, self.seed)
+        return self._loader(self.train_set, **order)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.eval_sets["val"], shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.eval_sets["test"], shuffle=False)
+
+
+class FeatureDataModule(pl.LightningDataModule):
+    """(embedding, label) batches from in-memory tensors: no decoding, no workers."""
+
+    def __init__(self, train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor], *,
+                 num_classes: int, batch_size: int = 32, balance: str = "none", seed: int = 42):
+        super().__init__()
+        self.train_set, self.val_set = TensorDataset(*train), TensorDataset(*val)
+        self.num_classes, self.batch_size, self.balance, self.seed = num_classes, batch_size, balance, seed
+
+    def train_dataloader(self) -> DataLoader:
+        labels = self.train_set.tensors[1].tolist()
+        order = train_order(labels, self.num_classes, self.batch_size, self.balance, self.seed)
+        return DataLoader(self.train_set, batch_size=self.batch_size, **order)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.val_set, batch_size=1024, shuffle=False)

@@ -30,11 +30,13 @@ def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor, weight: torch
 
 
 class ClassifierModule(pl.LightningModule):
-    """Trains ``model`` on (image, label) batches.
+    """Trains ``model`` on (image, label) batches, or its head alone on (embedding, label) batches.
 
     ``meta`` is the checkpoint metadata (architecture, classes, preprocessing); ``recipe`` the
     optimisation settings: optimizer, lr, weight_decay, momentum, scheduler, warmup_epochs, epochs,
-    label_smoothing, mixup, cutmix, class_weights, layer_decay, frozen (train only the head).
+    label_smoothing, mixup, cutmix, class_weights, layer_decay, frozen (train only the head),
+    inputs ("images", or "features": cached embeddings go straight to ``model.get_classifier()``) and
+    epoch_offset (epochs of earlier stages of the same run). Checkpoints always hold the whole model.
     """
 
     def __init__(self, model: nn.Module, meta: dict[str, Any], recipe: dict[str, Any]):
@@ -53,12 +55,25 @@ class ClassifierModule(pl.LightningModule):
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
 
+    @property
+    def on_features(self) -> bool:
+        return self.recipe.get("inputs") == "features"
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
+        return self.model.get_classifier()(x) if self.on_features else self.model(x)
+
+    def on_fit_start(self) -> None:
+        if not self.on_features:
+            # NHWC convolutions: ~1.8x faster training steps on CPU, and what tensor cores want on GPU.
+            self.model.to(memory_format=torch.channels_last)
+
+    @staticmethod
+    def _channels_last(x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x
 
     # steps --------------------------------------------------------------------------------------
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        x, y = batch
+        x, y = self._channels_last(batch[0]), batch[1]
         if self.mixup is not None and len(y) % 2 == 0:  # timm's batch Mixup pairs samples: even sizes only
             x, soft = self.mixup(x, y)
             logits = self(x)
@@ -73,7 +88,7 @@ class ClassifierModule(pl.LightningModule):
         return loss
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        x, y = batch
+        x, y = self._channels_last(batch[0]), batch[1]
         logits = self(x)
         loss = F.cross_entropy(logits.float(), y)
         self.val_acc(logits, y)
@@ -89,13 +104,18 @@ class ClassifierModule(pl.LightningModule):
     # optimisation ---------------------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, Any]:
         r = self.recipe
-        layer_decay = r.get("layer_decay") if hasattr(self.model, "group_matcher") else None
+        layer_decay = r.get("layer_decay")
+        if layer_decay is not None and (layer_decay >= 1.0 or not hasattr(self.model, "group_matcher")):
+            layer_decay = None  # one rate for all (no layer groups known for scratch nets)
         optimizer = create_optimizer_v2(self.model, opt=r["optimizer"], lr=r["lr"], weight_decay=r["weight_decay"],
                                         momentum=r.get("momentum", 0.9), layer_decay=layer_decay)
-        if r["scheduler"] == "none":
-            return {"optimizer": optimizer}
+        # "none" is timm's constant schedule: the rate stays put after any warm-up, and timm schedulers
+        # are what apply the per-layer rates (lr_scale) of layer decay. The warm-up comes before the
+        # schedule proper, so cosine starts its decay from the full rate and ends with the run.
+        warmup = min(r.get("warmup_epochs", 0), r["epochs"] - 1)
         scheduler, _ = create_scheduler_v2(
-            optimizer, sched=r["scheduler"], num_epochs=r["epochs"], warmup_epochs=r.get("warmup_epochs", 0),
+            optimizer, sched="constant" if r["scheduler"] == "none" else r["scheduler"],
+            num_epochs=r["epochs"] - warmup, warmup_epochs=warmup, warmup_prefix=True,
             warmup_lr=r["lr"] * 0.01, min_lr=r["lr"] * 0.01, decay_epochs=max(1, r["epochs"] // 3),
             patience_epochs=max(1, r["epochs"] // 10), plateau_mode="max")
         return {"optimizer": optimizer, "lr_scheduler": {
@@ -108,5 +128,5 @@ class ClassifierModule(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         val_acc = self.trainer.callback_metrics.get("val_acc") if self._trainer is not None else None
-        checkpoint[FORMAT] = {**self.meta, "epoch": self.current_epoch + 1,
+        checkpoint[FORMAT] = {**self.meta, "epoch": self.recipe.get("epoch_offset", 0) + self.current_epoch + 1,
                               "val_acc": float(val_acc) if val_acc is not None else None}

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import io
 import logging
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from imgcls.rundir import RunDir, atomic_write_bytes
@@ -56,24 +58,30 @@ class RunHistory(Callback):
         self.epochs: list[dict[str, Any]] = []
         self.seconds_before = 0.0  # wall time of earlier sessions of this run (resume)
         self.epoch_offset = epoch_offset  # epochs recorded by an earlier stage of the same run
+        # The clock starts when the history is made, before feature extraction: that is training time too.
         self._session_start = self._epoch_start = time.perf_counter()
+        self._epoch_lr: float | None = None
 
     def state_dict(self) -> dict[str, Any]:
-        return {"epochs": self.epochs, "wall_seconds": self.wall_seconds}
+        return {"epochs": self.epochs, "wall_seconds": self.wall_seconds, "epoch_offset": self.epoch_offset}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.epochs = list(state.get("epochs", []))
         self.seconds_before = float(state.get("wall_seconds", 0.0))
+        self.epoch_offset = int(state.get("epoch_offset", self.epoch_offset))
+
+    def next_stage(self) -> None:
+        """The next stage of the same run numbers its epochs after those recorded so far."""
+        self.epoch_offset = len(self.epochs)
 
     @property
     def wall_seconds(self) -> float:
         return self.seconds_before + time.perf_counter() - self._session_start
 
-    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._session_start = time.perf_counter()
-
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._epoch_start = time.perf_counter()
+        # Lightning steps epoch schedulers after the last batch, before on_train_epoch_end: read the rate now.
+        self._epoch_lr = _current_lr(trainer)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         metrics = trainer.callback_metrics
@@ -83,7 +91,7 @@ class RunHistory(Callback):
 
         row = {"epoch": self.epoch_offset + trainer.current_epoch + 1, "train_loss": value("train_loss"),
                "train_acc": value("train_acc"), "val_loss": value("val_loss"), "val_acc": value("val_acc"),
-               "lr": _current_lr(trainer), "seconds": round(time.perf_counter() - self._epoch_start, 3)}
+               "lr": self._epoch_lr, "seconds": round(time.perf_counter() - self._epoch_start, 3)}
         self.epochs = [r for r in self.epochs if r["epoch"] < row["epoch"]] + [row]
         if trainer.is_global_zero:
             self.write()
@@ -115,3 +123,60 @@ class SaveOnInterrupt(Callback):
         self.saved = True
         log.warning("interrupted; last.pt holds the last finished epoch. Resume with: imgcls train --resume %s",
                     self.run.path)
+
+
+SHOWN_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc")
+
+
+def _shown(trainer: pl.Trainer) -> dict[str, str]:
+    metrics = trainer.callback_metrics
+    return {k: f"{float(metrics[k]):.4f}" for k in SHOWN_METRICS if k in metrics}
+
+
+class EpochProgressBar(TQDMProgressBar):
+    """tqdm bars on stderr: "Epoch 3/10" counted from 1 over the whole run (all stages), one line left
+    per epoch, and only the metrics a user reads (no ``v_num``)."""
+
+    def __init__(self, total_epochs: int, epoch_offset: int = 0):
+        super().__init__(leave=True)
+        self.total_epochs, self.epoch_offset = total_epochs, epoch_offset
+
+    def _bar(self, position: int, leave: bool) -> Tqdm:
+        # Lightning's own bars write to stdout, which belongs to results: these go to stderr.
+        return Tqdm(position=position, disable=self.is_disabled, leave=leave, dynamic_ncols=True, file=sys.stderr,
+                    smoothing=0, bar_format=self.BAR_FORMAT)
+
+    def init_train_tqdm(self) -> Tqdm:
+        return self._bar(position=0, leave=True)
+
+    def init_validation_tqdm(self) -> Tqdm:
+        return self._bar(position=1, leave=False)
+
+    def on_validation_batch_start(self, trainer: pl.Trainer, *args: Any, **kwargs: Any) -> None:
+        super().on_validation_batch_start(trainer, *args, **kwargs)
+        self.val_progress_bar.set_description("validating")  # not "Validation DataLoader 0"
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, *args: Any) -> None:
+        super().on_train_epoch_start(trainer, *args)
+        epoch = self.epoch_offset + trainer.current_epoch + 1
+        self.train_progress_bar.set_description(f"Epoch {epoch}/{self.total_epochs}")
+
+    def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
+        return _shown(trainer)
+
+
+class EpochLog(Callback):
+    """One log line per epoch where no progress bar is drawn (stderr is not a terminal)."""
+
+    def __init__(self, total_epochs: int, epoch_offset: int = 0):
+        self.total_epochs, self.epoch_offset = total_epochs, epoch_offset
+        self._start = time.perf_counter()
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.is_global_zero:
+            shown = "  ".join(f"{k} {v}" for k, v in _shown(trainer).items())
+            log.info("epoch %d/%d  %s  (%.1f s)", self.epoch_offset + trainer.current_epoch + 1, self.total_epochs,
+                     shown, time.perf_counter() - self._start)

@@ -1,26 +1,83 @@
-"""Transfer-learning strategies: which parameters train, and at what rates.
+"""Transfer-learning strategies: which parameters train, on what inputs, at what rates.
 
 - scratch: every parameter trains from random initialisation;
-- feature-extraction (linear probe): the pretrained backbone is frozen, only the new head trains;
-- finetune: every parameter trains, starting from pretrained weights;
-- staged: feature extraction first, then fine-tuning of everything at a lower rate.
+- feature-extraction (linear probe): the pretrained backbone is frozen, only the new head trains --
+  on embeddings extracted once and cached (``features.py``), not by re-running the backbone every epoch;
+- finetune: every parameter trains from pretrained weights, earlier layers at lower rates (layer decay);
+- staged: feature extraction first (the head learns on the cache), then fine-tuning of everything at
+  a tenth of the rate -- linear probing, then fine-tuning, in one run directory.
+
+A strategy becomes a list of :class:`Stage`; each stage is one Lightning ``fit`` with its own
+optimizer and schedule, and the run's epoch rows continue across stages.
 """
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
 from typing import Any
 
 from torch import nn
 
+log = logging.getLogger(__name__)
+
 # Default learning rates by optimizer family and strategy (AdamW/Adam vs SGD with momentum).
+# For staged, the rate is stage 1's (the head); stage 2 fine-tunes at STAGED_FINETUNE_FACTOR of it.
 DEFAULT_LR = {
     "adam": {"scratch": 1e-3, "feature-extraction": 3e-3, "finetune": 3e-4, "staged": 3e-3},
     "sgd": {"scratch": 0.05, "feature-extraction": 0.03, "finetune": 3e-3, "staged": 0.03},
 }
+STAGED_FINETUNE_FACTOR = 0.1
+# Per-layer lr factor towards the input when fine-tuning (timm's layer_decay): the head trains at
+# lr, each earlier block group at 0.85x the next. Pretrained early layers hold generic features
+# worth keeping; small data cannot retrain them without forgetting.
+DEFAULT_LAYER_DECAY = 0.85
 
 
 def default_lr(strategy: str, optimizer: str) -> float:
     return DEFAULT_LR["sgd" if optimizer == "sgd" else "adam"][strategy]
+
+
+def default_head_epochs(epochs: int) -> int:
+    """Stage 1 of staged: half the epochs (at least one; stage 2 gets at least one when epochs >= 2)."""
+    return max(1, min(epochs - 1, (epochs + 1) // 2)) if epochs > 1 else 1
+
+
+def default_layer_decay(strategy: str) -> float:
+    return DEFAULT_LAYER_DECAY if strategy in ("finetune", "staged") else 1.0
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One ``Trainer.fit`` of a strategy."""
+
+    index: int
+    epochs: int
+    frozen: bool  # backbone frozen: only the classifier head trains
+    lr: float
+    layer_decay: float  # 1.0 = one rate for all layers
+    warmup_epochs: int
+
+    @property
+    def name(self) -> str:
+        return "head" if self.frozen else "full"
+
+
+def plan_stages(strategy: str, epochs: int, lr: float, layer_decay: float, warmup_epochs: int,
+                head_epochs: int | None = None) -> list[Stage]:
+    """The stages ``strategy`` trains in; their epochs add up to ``epochs``."""
+    if strategy == "feature-extraction":
+        return [Stage(0, epochs, True, lr, 1.0, warmup_epochs)]
+    if strategy != "staged":
+        return [Stage(0, epochs, False, lr, layer_decay if strategy == "finetune" else 1.0, warmup_epochs)]
+    head = head_epochs or default_head_epochs(epochs)
+    if head >= epochs:
+        log.warning("staged: --head-epochs %d leaves no epoch of the %d for fine-tuning; only the head trains",
+                    head, epochs)
+        return [Stage(0, epochs, True, lr, 1.0, warmup_epochs)]
+    # Stage 2 starts from a trained head at a tenth of the rate: no warm-up needed.
+    return [Stage(0, head, True, lr, 1.0, warmup_epochs),
+            Stage(1, epochs - head, False, lr * STAGED_FINETUNE_FACTOR, layer_decay, 0)]
 
 
 def freeze_backbone(model: nn.Module) -> None:
@@ -36,10 +93,11 @@ def unfreeze(model: nn.Module) -> None:
         parameter.requires_grad_(True)
 
 
-def apply_strategy(model: nn.Module, strategy: str) -> dict[str, Any]:
-    """Set ``requires_grad`` for ``strategy``; returns the recipe settings it implies."""
-    if strategy == "feature-extraction":
+def apply_stage(model: nn.Module, stage: Stage) -> dict[str, Any]:
+    """Set ``requires_grad`` for ``stage``; returns the recipe settings it implies."""
+    if stage.frozen:
         freeze_backbone(model)
-        return {"frozen": True}
-    unfreeze(model)
-    return {"frozen": False}
+    else:
+        unfreeze(model)
+    return {"frozen": stage.frozen, "lr": stage.lr, "layer_decay": stage.layer_decay, "epochs": stage.epochs,
+            "warmup_epochs": stage.warmup_epochs}
