@@ -107,6 +107,8 @@ def train(
                                                      "else light).", rich_help_panel=TRAIN_FLAGS),
     hflip: Optional[bool] = typer.Option(None, "--hflip/--no-hflip", help="Random horizontal flips (yes).",
                                          rich_help_panel=TRAIN_FLAGS),
+    cache: Optional[str] = typer.Option(None, help="Decoded-image cache: auto | on | off (auto: on for large "
+                                                   "image files).", rich_help_panel=TRAIN_FLAGS),
     out: Optional[str] = typer.Option(None, help="Folder for run directories (runs).", rich_help_panel=TRAIN_FLAGS),
     name: Optional[str] = typer.Option(None, help="Run name (MODEL-STRATEGY; -2, -3... when taken).",
                                        rich_help_panel=TRAIN_FLAGS),
@@ -120,6 +122,10 @@ def train(
         classifier = Classifier.resume(resume)
     else:
         classifier = Classifier.train(data, config=config, **flags)
+    from imgcls.training.distributed import is_rank_zero
+
+    if not is_rank_zero():  # the other processes of a distributed run: rank 0 reports
+        return
     summary = classifier.run.read_metrics()
     typer.echo(f"best val_acc {summary['best_val_acc']:.4f} at epoch {summary['best_epoch']} "
                f"of {len(summary['epochs'])}, {summary['wall_seconds']:.0f} s", err=True)

@@ -51,6 +51,7 @@ class TrainConfig(BaseModel):
     val_split: float = Field(0.2, gt=0, lt=1)
     augment: Literal["standard", "light", "none"] | None = None
     hflip: bool = True
+    cache: Literal["auto", "on", "off"] = Field("auto", description="decoded-image cache for large image files")
     out: str = "runs"
     name: str | None = None
 
@@ -58,6 +59,12 @@ class TrainConfig(BaseModel):
     @classmethod
     def _strategy_alias(cls, value: Any) -> Any:
         return STRATEGY_ALIASES.get(value, value) if isinstance(value, str) else value
+
+    @field_validator("cache", mode="before")
+    @classmethod
+    def _cache_as_text(cls, value: Any) -> Any:
+        # YAML 1.1 reads `cache: on` / `cache: off` as booleans.
+        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
 
     @field_validator("precision", mode="before")
     @classmethod

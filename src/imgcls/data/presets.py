@@ -65,20 +65,57 @@ class EvalPreset:
         return self.transform(image)
 
 
+def train_steps(pre: Preprocess, augment: str = "standard", hflip: bool = True) -> list[Any]:
+    """The geometric part of training augmentation; works on PIL images and uint8 tensors alike."""
+    if augment == "none":
+        steps: list[Any] = [v2.Resize(pre.resize_size, interpolation=pre.interpolation_mode, antialias=True),
+                            v2.CenterCrop(pre.img_size)]
+    else:
+        steps = [v2.RandomResizedCrop(pre.img_size, scale=AUGMENT_SCALE[augment],
+                                      interpolation=pre.interpolation_mode, antialias=True)]
+    if hflip and augment != "none":
+        steps.append(v2.RandomHorizontalFlip())
+    return steps
+
+
 class TrainPreset:
     """Random resized crop + horizontal flip ("standard" as in the torchvision/timm recipes, "light" keeps
     more of the picture for small data and scratch nets); "none" is the eval transform."""
 
     def __init__(self, pre: Preprocess, augment: str = "standard", hflip: bool = True):
-        if augment == "none":
-            steps: list[Any] = [v2.Resize(pre.resize_size, interpolation=pre.interpolation_mode, antialias=True),
-                                v2.CenterCrop(pre.img_size)]
-        else:
-            steps = [v2.RandomResizedCrop(pre.img_size, scale=AUGMENT_SCALE[augment],
-                                          interpolation=pre.interpolation_mode, antialias=True)]
-        if hflip and augment != "none":
-            steps.append(v2.RandomHorizontalFlip())
-        self.transform = v2.Compose([*steps, *pre.normalize()])
+        self.transform = v2.Compose([*train_steps(pre, augment, hflip), *pre.normalize()])
 
     def __call__(self, image):  # noqa: ANN001, ANN204
         return self.transform(image)
+
+
+# uint8 tensors (the decoded-image cache): crop and flip bytes, normalise the batch later -------------
+class UInt8TrainPreset:
+    """:class:`TrainPreset` on uint8 CHW tensors, without the normalisation: 4x less data to move, and
+    :func:`normalize_batch` does it for the whole batch on the device."""
+
+    def __init__(self, pre: Preprocess, augment: str = "standard", hflip: bool = True):
+        self.transform = v2.Compose(train_steps(pre, augment, hflip))
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        return self.transform(image).contiguous()
+
+
+class UInt8EvalPreset:
+    """:class:`EvalPreset` on a uint8 tensor whose shorter side is already ``resize_size``."""
+
+    def __init__(self, pre: Preprocess):
+        self.transform = v2.Compose([
+            v2.Resize(pre.resize_size, interpolation=pre.interpolation_mode, antialias=True),
+            v2.CenterCrop(pre.img_size),
+        ])
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        return self.transform(image).contiguous()
+
+
+def normalize_batch(images: torch.Tensor, pre: Preprocess) -> torch.Tensor:
+    """uint8 NCHW batch -> normalised float32, as ``pre.normalize()`` does image by image."""
+    mean = torch.tensor(pre.mean, device=images.device).view(1, -1, 1, 1) * 255
+    std = torch.tensor(pre.std, device=images.device).view(1, -1, 1, 1) * 255
+    return (images.float() - mean) / std

@@ -20,6 +20,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from imgcls.config import TrainConfig, config_of_run, update_config
 from imgcls.data.datamodule import ImageDataModule, class_weights
+from imgcls.data.decoded_cache import use_decoded_cache
 from imgcls.data.doctor import check_training_data
 from imgcls.data.source import DataSource, resolve_data
 from imgcls.errors import ConfigError, TrainingInterrupted
@@ -28,6 +29,8 @@ from imgcls.models.factory import SCRATCH_MODELS, CreatedModel, create_model, re
 from imgcls.models.module import ClassifierModule
 from imgcls.rundir import RunDir
 from imgcls.training.callbacks import AtomicCheckpointIO, RunHistory, SaveOnInterrupt, run_checkpoints
+from imgcls.training.distributed import (ProcessCount, create_run_dir, finish_launch, is_rank_zero,
+                                         quiet_other_ranks, trainer_strategy)
 from imgcls.training.strategies import apply_strategy, default_lr
 
 log = logging.getLogger(__name__)
@@ -105,12 +108,13 @@ def _quiet_lightning() -> None:
 
 
 def build_trainer(config: TrainConfig, run: RunDir, history: RunHistory, epochs: int) -> pl.Trainer:
-    callbacks: list[pl.Callback] = [history, SaveOnInterrupt(run), *run_checkpoints(run)]
+    callbacks: list[pl.Callback] = [history, SaveOnInterrupt(run), *run_checkpoints(run), ProcessCount()]
     if config.patience:
         callbacks.append(EarlyStopping(monitor="val_acc", mode="max", patience=config.patience))
     loggers = [TensorBoardLogger(run.path, name="logs", version="tensorboard", default_hp_metric=False),
                CSVLogger(run.path, name="logs", version="csv")]
     return pl.Trainer(max_epochs=epochs, accelerator="auto", devices=config.devices, num_nodes=config.num_nodes,
+                      strategy=trainer_strategy(config.devices, config.num_nodes),
                       precision=config.precision, callbacks=callbacks, logger=loggers, default_root_dir=run.path,
                       plugins=[AtomicCheckpointIO()], enable_model_summary=False,
                       log_every_n_steps=10, num_sanity_val_steps=0)
@@ -122,22 +126,25 @@ def train(config: TrainConfig) -> RunDir:
     if not config.data:
         raise ConfigError("no DATA given; pass a folder (or cifar10) as `imgcls train DATA`, or `data:` in --config")
     _quiet_lightning()
+    quiet_other_ranks()
     pl.seed_everything(config.seed, workers=True, verbose=False)
 
     resolve_arch(config.model)  # a mistyped --model fails now, not after checking every image
     source = resolve_data(config.data, val_split=config.val_split, seed=config.seed)
     describe_data(source)
-    check_training_data(source)  # warns about leaks, label conflicts, duplicates, imbalance
+    if is_rank_zero():
+        check_training_data(source)  # warns about leaks, label conflicts, duplicates, imbalance
     config = resolve_config(config, source)
     created = create_model(config.model, len(source.classes), pretrained=config.pretrained, weights=config.weights,
                            img_size=config.img_size)
     config = update_config(config, img_size=created.preprocess.img_size)
 
-    run = RunDir.create(config.out, config.name)
-    run.write_config(config.model_dump())
-    run.write_classes(source.classes)
-    if source.split is not None:
-        run.write_split(source.split)
+    run = create_run_dir(config.out, config.name, config.devices, config.num_nodes)  # one run for all ranks
+    if is_rank_zero():
+        run.write_config(config.model_dump())
+        run.write_classes(source.classes)
+        if source.split is not None:
+            run.write_split(source.split)
     return fit(config, source, created, run)
 
 
@@ -151,7 +158,8 @@ def fit(config: TrainConfig, source: DataSource, created: CreatedModel, run: Run
     meta = checkpoint_meta(created.spec, source.classes, created.preprocess, strategy=config.strategy)
     module = ClassifierModule(created.model, meta, _recipe(config, source, strategy_settings))
     datamodule = ImageDataModule(source, created.preprocess, batch_size=config.batch_size, workers=config.workers,
-                                 augment=config.augment, hflip=config.hflip, balance=config.balance, seed=config.seed)
+                                 augment=config.augment, hflip=config.hflip, balance=config.balance, seed=config.seed,
+                                 decoded_cache=use_decoded_cache(config, source, created.preprocess))
     history = RunHistory(run)
     trainer = build_trainer(config, run, history, config.epochs)
     log.info("run: %s", run.path)
@@ -166,6 +174,7 @@ def fit(config: TrainConfig, source: DataSource, created: CreatedModel, run: Run
         from imgcls.evaluation.report import write_run_report
 
         write_run_report(run)
+        finish_launch(config.out, config.name)
     return run
 
 
