@@ -36,7 +36,7 @@ class TrainConfig(BaseModel):
     img_size: int | None = Field(None, ge=8, le=4096)
     optimizer: Literal["adamw", "sgd", "adam"] = "adamw"
     momentum: float = Field(0.9, ge=0, lt=1)
-    scheduler: Literal["cosine", "step", "plateau", "none"] = "cosine"
+    scheduler: Literal["cosine", "step", "plateau", "none", "onecycle"] = "cosine"
     warmup_epochs: int = Field(0, ge=0)
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     mixup: float = Field(0.0, ge=0, description="Mixup alpha; 0 turns it off")
@@ -49,7 +49,7 @@ class TrainConfig(BaseModel):
     num_nodes: int = Field(1, ge=1)
     workers: int | None = Field(None, ge=0)
     val_split: float = Field(0.2, gt=0, lt=1)
-    augment: Literal["standard", "light", "none"] | None = None
+    augment: Literal["standard", "light", "none", "translate"] | None = None
     hflip: bool = True
     cache: Literal["auto", "on", "off"] = Field("auto", description="decoded-image cache for large image files")
     out: str = "runs"

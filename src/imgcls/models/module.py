@@ -19,6 +19,7 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from imgcls.models.checkpoint import FORMAT
+from imgcls.models.onecycle import is_step_scheduler, one_cycle
 
 
 def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
@@ -92,6 +93,8 @@ class ClassifierModule(pl.LightningModule):
         layer_decay = r.get("layer_decay") if hasattr(self.model, "group_matcher") else None
         optimizer = create_optimizer_v2(self.model, opt=r["optimizer"], lr=r["lr"], weight_decay=r["weight_decay"],
                                         momentum=r.get("momentum", 0.9), layer_decay=layer_decay)
+        if r["scheduler"] == "onecycle":
+            return one_cycle(optimizer, r, int(self.trainer.estimated_stepping_batches))
         if r["scheduler"] == "none":
             return {"optimizer": optimizer}
         scheduler, _ = create_scheduler_v2(
@@ -103,6 +106,9 @@ class ClassifierModule(pl.LightningModule):
             "reduce_on_plateau": r["scheduler"] == "plateau"}}
 
     def lr_scheduler_step(self, scheduler: Any, metric: Any) -> None:
+        if is_step_scheduler(scheduler):
+            scheduler.step()
+            return
         # timm schedulers take the epoch about to start (and the monitored value for plateau).
         scheduler.step(epoch=self.current_epoch + 1, metric=metric)
 
