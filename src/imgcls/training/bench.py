@@ -44,15 +44,23 @@ def measure_data(config: TrainConfig, source: Any, pre: Any, batches: int) -> di
     build_seconds = time.perf_counter() - start
     loader = module.train_dataloader()
     batches = max(1, min(batches, len(loader) - 1))
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+    def ready(batch: Any) -> tuple[torch.Tensor, torch.Tensor]:  # as the Trainer does: move, then finish
+        images, labels = batch
+        return module.on_after_batch_transfer((images.to(device, non_blocking=True), labels.to(device)), 0)
+
     iterator = iter(loader)
-    module.on_after_batch_transfer(next(iterator), 0)  # the first batch also starts the workers
+    ready(next(iterator))  # the first batch also starts the workers
     count, start = 0, time.perf_counter()
     for _ in range(batches):
         try:
-            images, labels = module.on_after_batch_transfer(next(iterator), 0)
+            images, labels = ready(next(iterator))
         except StopIteration:
             break
         count += len(labels)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
     seconds = time.perf_counter() - start
     return {"images_per_second": round(count / seconds, 1), "images": count, "batch_size": config.batch_size,
             "workers": config.workers, "cache": cached, "setup_seconds": round(build_seconds, 2),
