@@ -26,7 +26,7 @@ def test_preset_trains_on_cifar_batches(tmp_path: Path) -> None:
     run = train(config)
     used = yaml.safe_load(run.file("config.yaml").read_text())
     assert (used["model"], used["scheduler"], used["augment"], used["label_smoothing"]) == \
-        ("resnet9", "onecycle", "translate", 0.2)
+        ("cifar_resnet9", "onecycle", "translate", 0.2)
     epochs = run.read_metrics()["epochs"]
     assert len(epochs) == 2 and epochs[1]["lr"] < epochs[0]["lr"]  # one-cycle: decaying in the second half
     assert run.file("best.pt").is_file()

@@ -20,8 +20,9 @@ LAUNCHER_VARS = ("RANK", "LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "SLURM_PROCID"
 
 @pytest.fixture()
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    for name in LAUNCHER_VARS:
-        monkeypatch.delenv(name, raising=False)
+    for name in LAUNCHER_VARS:  # set-then-delete: whatever the code under test sets is undone afterwards
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     return monkeypatch
 
 
