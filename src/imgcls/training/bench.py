@@ -173,7 +173,7 @@ def describe(result: dict[str, Any]) -> str:
         f"data : {data['images_per_second']:8.1f} images/s  (decode + augment, {data['workers']} workers, "
         f"cache {cache}, batch {data['batch_size']}, {data['img_size']} px)",
         f"model: {model['images_per_second']:8.1f} images/s  ({model['name']} train step on {model['device']}, "
-        f"{model['precision']}, {model['strategy']})",
+        f"precision {model['precision']}, {model['strategy']})",
     ]
     if result["bound"] == "data":
         waiting = 1 - result["ratio"]
