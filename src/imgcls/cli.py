@@ -83,7 +83,7 @@ def train(
     img_size: Optional[int] = typer.Option(None, help="Input size in pixels (the model's own; scratch nets: "
                                                       "the data's).", rich_help_panel=TRAIN_FLAGS),
     optimizer: Optional[str] = typer.Option(None, help="adamw | sgd | adam (adamw).", rich_help_panel=TRAIN_FLAGS),
-    scheduler: Optional[str] = typer.Option(None, help="cosine | step | plateau | none (cosine).",
+    scheduler: Optional[str] = typer.Option(None, help="cosine | step | plateau | none | onecycle (cosine).",
                                             rich_help_panel=TRAIN_FLAGS),
     warmup_epochs: Optional[int] = typer.Option(None, help="Linear warm-up epochs (0).", rich_help_panel=TRAIN_FLAGS),
     label_smoothing: Optional[float] = typer.Option(None, help="Label smoothing (0).", rich_help_panel=TRAIN_FLAGS),
@@ -103,7 +103,7 @@ def train(
                                           rich_help_panel=TRAIN_FLAGS),
     val_split: Optional[float] = typer.Option(None, help="Validation share when imgcls splits DATA (0.2).",
                                               rich_help_panel=TRAIN_FLAGS),
-    augment: Optional[str] = typer.Option(None, help="standard | light | none (standard for fine-tuning, "
+    augment: Optional[str] = typer.Option(None, help="standard | light | none | translate (standard for fine-tuning, "
                                                      "else light).", rich_help_panel=TRAIN_FLAGS),
     hflip: Optional[bool] = typer.Option(None, "--hflip/--no-hflip", help="Random horizontal flips (yes).",
                                          rich_help_panel=TRAIN_FLAGS),
@@ -118,6 +118,8 @@ def train(
     cifar_stem: Optional[bool] = typer.Option(None, "--cifar-stem/--no-cifar-stem",
                                               help="ResNets: 3x3 first conv, no max-pool, for tiny images (no).",
                                               rich_help_panel=TRAIN_FLAGS),
+    cache: Optional[str] = typer.Option(None, help="Decoded-image cache: auto | on | off (auto: on for large "
+                                                   "image files).", rich_help_panel=TRAIN_FLAGS),
     out: Optional[str] = typer.Option(None, help="Folder for run directories (runs).", rich_help_panel=TRAIN_FLAGS),
     name: Optional[str] = typer.Option(None, help="Run name (MODEL-STRATEGY; -2, -3... when taken).",
                                        rich_help_panel=TRAIN_FLAGS),
@@ -131,6 +133,10 @@ def train(
         classifier = Classifier.resume(resume)
     else:
         classifier = Classifier.train(data, config=config, **flags)
+    from imgcls.training.distributed import is_rank_zero
+
+    if not is_rank_zero():  # the other processes of a distributed run: rank 0 reports
+        return
     summary = classifier.run.read_metrics()
     typer.echo(f"best val_acc {summary['best_val_acc']:.4f} at epoch {summary['best_epoch']} "
                f"of {len(summary['epochs'])}, {summary['wall_seconds']:.0f} s", err=True)
@@ -338,6 +344,37 @@ def doctor(
     else:
         typer.echo(format_report(report))
 
+
+
+# bench ------------------------------------------------------------------------------------------
+@app.command()
+def bench(
+    data: str = typer.Argument(..., help="Training data, as for `imgcls train`."),
+    model: Optional[str] = typer.Option(None, help="Model to measure (efficientnet_lite0)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON on stdout."),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML train settings to measure with."),
+    batch_size: Optional[int] = typer.Option(None, help="Images per batch (32)."),
+    workers: Optional[int] = typer.Option(None, help="Data loader processes (by machine)."),
+    cache: Optional[str] = typer.Option(None, help="Decoded-image cache: auto | on | off."),
+    img_size: Optional[int] = typer.Option(None, help="Input size in pixels (the model's own)."),
+    precision: Optional[str] = typer.Option(None, help="32 | 16-mixed | bf16-mixed."),
+    strategy: Optional[str] = typer.Option(None, help="As for train (decides which parameters train)."),
+    pretrained: Optional[bool] = typer.Option(None, "--pretrained/--no-pretrained", help="As for train."),
+    batches: int = typer.Option(4, min=1, help="Loader batches to time (after the first)."),
+    steps: int = typer.Option(2, min=1, help="Training steps to time (after a warm-up step)."),
+) -> None:
+    """Input pipeline vs model throughput: which one bounds training, and what to change."""
+    from imgcls.training.bench import bench as run_bench, describe
+
+    _setup_logging()
+    options = {k: v for k, v in dict(batch_size=batch_size, workers=workers, cache=cache, img_size=img_size,
+                                     precision=precision, strategy=strategy, pretrained=pretrained).items()
+               if v is not None}
+    result = run_bench(data, model, batches=batches, steps=steps, config_file=config, **options)
+    if as_json:
+        _echo_json(result)
+    else:
+        typer.echo(describe(result))
 
 def main() -> None:
     try:

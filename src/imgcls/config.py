@@ -36,7 +36,7 @@ class TrainConfig(BaseModel):
     img_size: int | None = Field(None, ge=8, le=4096)
     optimizer: Literal["adamw", "sgd", "adam"] = "adamw"
     momentum: float = Field(0.9, ge=0, lt=1)
-    scheduler: Literal["cosine", "step", "plateau", "none"] = "cosine"
+    scheduler: Literal["cosine", "step", "plateau", "none", "onecycle"] = "cosine"
     warmup_epochs: int = Field(0, ge=0)
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     mixup: float = Field(0.0, ge=0, description="Mixup alpha; 0 turns it off")
@@ -49,12 +49,13 @@ class TrainConfig(BaseModel):
     num_nodes: int = Field(1, ge=1)
     workers: int | None = Field(None, ge=0)
     val_split: float = Field(0.2, gt=0, lt=1)
-    augment: Literal["standard", "light", "none"] | None = None
+    augment: Literal["standard", "light", "none", "translate"] | None = None
     hflip: bool = True
     head_epochs: int | None = Field(None, ge=1, description="staged: epochs of stage 1 (head on cached features)")
     layer_decay: float | None = Field(None, gt=0, le=1, description="lr factor per layer towards the input; 1 = off")
     cache_features: bool = Field(True, description="feature extraction: run the frozen backbone once, train on cache")
     cifar_stem: bool = Field(False, description="ResNets: 3x3 stride-1 first conv, no max-pool, for tiny images")
+    cache: Literal["auto", "on", "off"] = Field("auto", description="decoded-image cache for large image files")
     out: str = "runs"
     name: str | None = None
 
@@ -62,6 +63,12 @@ class TrainConfig(BaseModel):
     @classmethod
     def _strategy_alias(cls, value: Any) -> Any:
         return STRATEGY_ALIASES.get(value, value) if isinstance(value, str) else value
+
+    @field_validator("cache", mode="before")
+    @classmethod
+    def _cache_as_text(cls, value: Any) -> Any:
+        # YAML 1.1 reads `cache: on` / `cache: off` as booleans.
+        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
 
     @field_validator("precision", mode="before")
     @classmethod

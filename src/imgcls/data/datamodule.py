@@ -13,7 +13,7 @@ import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset, WeightedRandomSampler
 
-from imgcls.data.presets import EvalPreset, Preprocess, TrainPreset
+from imgcls.data.presets import EvalPreset, Preprocess, TrainPreset, normalize_batch
 from imgcls.data.source import DataSource
 
 
@@ -39,14 +39,27 @@ def train_order(labels: list[int], num_classes: int, batch_size: int, balance: s
 
 class ImageDataModule(pl.LightningDataModule):
     def __init__(self, source: DataSource, preprocess: Preprocess, *, batch_size: int = 32, workers: int = 0,
-                 augment: str = "standard", hflip: bool = True, balance: str = "none", seed: int = 42):
+                 augment: str = "standard", hflip: bool = True, balance: str = "none", seed: int = 42,
+                 decoded_cache: bool = False):
         super().__init__()
         self.source, self.preprocess = source, preprocess
         self.batch_size, self.workers = batch_size, workers
         self.augment, self.hflip, self.balance, self.seed = augment, hflip, balance, seed
+        self.decoded_cache = decoded_cache  # read uint8 pixels from data/decoded_cache.py instead of files
+
+    def prepare_data(self) -> None:
+        if self.decoded_cache:  # one process per node decodes; DDP peers wait at Lightning's barrier
+            from imgcls.data.decoded_cache import cached_datasets
+
+            cached_datasets(self.source, self.preprocess, self.augment, self.hflip)
 
     def setup(self, stage: str | None = None) -> None:
         pre = self.preprocess
+        if self.decoded_cache:
+            from imgcls.data.decoded_cache import cached_datasets
+
+            self.train_set, self.eval_sets = cached_datasets(self.source, pre, self.augment, self.hflip)
+            return
         # JPEGs decode at a reduced scale while both sides stay >= 2x the crop (train) or the
         # resize size (eval): much faster on large photos, with no visible loss at the input size.
         self.train_set = self.source.dataset("train", TrainPreset(pre, self.augment, self.hflip),
@@ -71,6 +84,12 @@ class ImageDataModule(pl.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.eval_sets["test"], shuffle=False)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):  # noqa: ANN001, ANN201
+        images, labels = batch
+        if images.dtype == torch.uint8:  # cached pixels: normalised here, on the GPU when there is one
+            images = normalize_batch(images, self.preprocess)
+        return images, labels
 
 
 class FeatureDataModule(pl.LightningDataModule):

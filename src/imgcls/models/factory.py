@@ -64,7 +64,7 @@ def resolve_arch(name: str) -> str:
         return arch
     known = [*SCRATCH_MODELS, *MODEL_ALIASES, *timm.list_models()]
     raise ModelError(f"unknown model '{name}'{close_matches(name, known)}; "
-                     f"`imgcls models` lists them (timm names and small_cnn, cifar_cnn, resnet_cifar)")
+                     f"`imgcls models` lists them (timm names and {', '.join(SCRATCH_MODELS)})")
 
 
 def has_offline_weights(name: str) -> bool:

@@ -19,6 +19,7 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from imgcls.models.checkpoint import FORMAT
+from imgcls.models.onecycle import is_step_scheduler, one_cycle
 
 
 def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
@@ -109,6 +110,8 @@ class ClassifierModule(pl.LightningModule):
             layer_decay = None  # one rate for all (no layer groups known for scratch nets)
         optimizer = create_optimizer_v2(self.model, opt=r["optimizer"], lr=r["lr"], weight_decay=r["weight_decay"],
                                         momentum=r.get("momentum", 0.9), layer_decay=layer_decay)
+        if r["scheduler"] == "onecycle":
+            return one_cycle(optimizer, r, int(self.trainer.estimated_stepping_batches))
         # "none" is timm's constant schedule: the rate stays put after any warm-up, and timm schedulers
         # are what apply the per-layer rates (lr_scale) of layer decay. The warm-up comes before the
         # schedule proper, so cosine starts its decay from the full rate and ends with the run.
@@ -123,6 +126,9 @@ class ClassifierModule(pl.LightningModule):
             "reduce_on_plateau": r["scheduler"] == "plateau"}}
 
     def lr_scheduler_step(self, scheduler: Any, metric: Any) -> None:
+        if is_step_scheduler(scheduler):
+            scheduler.step()
+            return
         # timm schedulers take the epoch about to start (and the monitored value for plateau).
         scheduler.step(epoch=self.current_epoch + 1, metric=metric)
 

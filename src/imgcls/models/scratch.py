@@ -97,8 +97,30 @@ def resnet_cifar(num_classes: int = 10, in_chans: int = 3, depths: tuple[int, ..
     return ScratchNet(nn.Sequential(*layers), cin, num_classes, drop_rate=drop_rate, in_chans=in_chans)
 
 
+class Residual(nn.Sequential):
+    """x + body(x)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + super().forward(x)
+
+
+def cifar_resnet9(num_classes: int = 10, in_chans: int = 3, widths: tuple[int, int, int, int] = (64, 128, 256, 512),
+            drop_rate: float = 0.0, **_: object) -> ScratchNet:
+    """ResNet-9 of the DAWNBench CIFAR-10 records (the ancestor of airbench): a prep conv, three stages of
+    conv + max-pool, residual pairs of convs after the first and the last. Fast on GPUs at batch 512."""
+    w0, w1, w2, w3 = widths
+    layers: list[nn.Module] = [
+        *_conv_bn(in_chans, w0),
+        *_conv_bn(w0, w1), nn.MaxPool2d(2), Residual(*_conv_bn(w1, w1), *_conv_bn(w1, w1)),
+        *_conv_bn(w1, w2), nn.MaxPool2d(2),
+        *_conv_bn(w2, w3), nn.MaxPool2d(2), Residual(*_conv_bn(w3, w3), *_conv_bn(w3, w3)),
+    ]
+    return ScratchNet(nn.Sequential(*layers), w3, num_classes, drop_rate=drop_rate, in_chans=in_chans)
+
+
 SCRATCH_MODELS: dict[str, Callable[..., ScratchNet]] = {
     "small_cnn": small_cnn,
     "cifar_cnn": cifar_cnn,
     "resnet_cifar": resnet_cifar,
+    "cifar_resnet9": cifar_resnet9,
 }

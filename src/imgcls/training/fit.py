@@ -23,6 +23,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from imgcls.config import TrainConfig, config_of_run, update_config
 from imgcls.data.datamodule import FeatureDataModule, ImageDataModule, class_weights
+from imgcls.data.decoded_cache import use_decoded_cache
 from imgcls.data.doctor import check_training_data
 from imgcls.data.presets import EvalPreset
 from imgcls.data.source import DataSource, resolve_data
@@ -36,6 +37,8 @@ from imgcls.training.callbacks import (AtomicCheckpointIO, EpochLog, EpochProgre
 from imgcls.training.features import head_matches_model, supports_cached_features, train_val_features
 from imgcls.training.strategies import (Stage, apply_stage, default_head_epochs, default_layer_decay, default_lr,
                                         plan_stages)
+from imgcls.training.distributed import (ProcessCount, create_run_dir, finish_launch, is_rank_zero,
+                                         quiet_other_ranks, trainer_strategy)
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +138,8 @@ def build_trainer(config: TrainConfig, run: RunDir, callbacks: list[pl.Callback]
     loggers = [TensorBoardLogger(run.path, name="logs", version="tensorboard", default_hp_metric=False),
                CSVLogger(run.path, name="logs", version="csv")]
     return pl.Trainer(max_epochs=epochs, accelerator="auto", devices=config.devices, num_nodes=config.num_nodes,
-                      precision=config.precision, callbacks=[*callbacks, progress], logger=loggers,
+                      strategy=trainer_strategy(config.devices, config.num_nodes),
+                      precision=config.precision, callbacks=[*callbacks, ProcessCount(), progress], logger=loggers,
                       default_root_dir=run.path, plugins=[AtomicCheckpointIO()], enable_model_summary=False,
                       enable_progress_bar=isinstance(progress, EpochProgressBar),
                       log_every_n_steps=10, num_sanity_val_steps=0)
@@ -147,22 +151,25 @@ def train(config: TrainConfig, callbacks: list[pl.Callback] | None = None) -> Ru
     if not config.data:
         raise ConfigError("no DATA given; pass a folder (or cifar10) as `imgcls train DATA`, or `data:` in --config")
     _quiet_lightning()
+    quiet_other_ranks()
     pl.seed_everything(config.seed, workers=True, verbose=False)
 
     resolve_arch(config.model)  # a mistyped --model fails now, not after checking every image
     source = resolve_data(config.data, val_split=config.val_split, seed=config.seed)
     describe_data(source)
-    check_training_data(source)  # warns about leaks, label conflicts, duplicates, imbalance
+    if is_rank_zero():
+        check_training_data(source)  # warns about leaks, label conflicts, duplicates, imbalance
     config = resolve_config(config, source)
     created = create_model(config.model, len(source.classes), pretrained=config.pretrained, weights=config.weights,
                            img_size=config.img_size, cifar_stem=config.cifar_stem)
     config = update_config(config, img_size=created.preprocess.img_size)
 
-    run = RunDir.create(config.out, config.name)
-    run.write_config(config.model_dump())
-    run.write_classes(source.classes)
-    if source.split is not None:
-        run.write_split(source.split)
+    run = create_run_dir(config.out, config.name, config.devices, config.num_nodes)  # one run for all ranks
+    if is_rank_zero():
+        run.write_config(config.model_dump())
+        run.write_classes(source.classes)
+        if source.split is not None:
+            run.write_split(source.split)
     return fit(config, source, created, run, callbacks=callbacks)
 
 
@@ -191,6 +198,7 @@ def fit(config: TrainConfig, source: DataSource, created: CreatedModel, run: Run
         from imgcls.evaluation.report import write_run_report
 
         write_run_report(run)
+        finish_launch(config.out, config.name)
     return run
 
 
@@ -226,7 +234,8 @@ def fit_stage(config: TrainConfig, source: DataSource, created: CreatedModel, ru
     else:
         datamodule = ImageDataModule(source, created.preprocess, batch_size=config.batch_size, workers=config.workers,
                                      augment=config.augment, hflip=config.hflip, balance=config.balance,
-                                     seed=config.seed)
+                                     seed=config.seed,
+                                     decoded_cache=use_decoded_cache(config, source, created.preprocess))
     best, last = run_checkpoints(run)
     if best_state:
         best.load_state_dict(best_state)  # a later stage must beat the best epoch of the earlier ones

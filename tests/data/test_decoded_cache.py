@@ -1,0 +1,104 @@
+"""The decoded-image cache: decode once, keyed by the files and the size, augment from uint8 pixels."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from imgcls.data import decoded_cache as dc
+from imgcls.data.presets import EvalPreset, Preprocess, UInt8EvalPreset, normalize_batch
+from imgcls.data.source import resolve_data
+
+SIZES = [(300, 200), (200, 300), (600, 200), (120, 90)]  # landscape, portrait, panorama, small
+
+
+def _photos(root: Path) -> list[str]:
+    rng = np.random.default_rng(0)
+    paths = []
+    for label, name in enumerate(["a", "b"]):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i, (w, h) in enumerate(SIZES):
+            path = root / name / f"{i}.jpg"
+            Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(path, quality=90)
+            paths.append(str(path))
+    return paths
+
+
+def test_each_image_keeps_its_shape_up_to_3_to_2(tmp_path: Path) -> None:
+    paths = _photos(tmp_path / "data")
+    folder = dc.open_or_build(paths, side=64, workers=2)
+    dataset = dc.DecodedImageDataset(folder, [0] * len(paths), transform=lambda x: x)
+    shapes = [tuple(dataset.pixels(i).shape) for i in range(4)]
+    assert shapes == [(3, 64, 96), (3, 96, 64), (3, 64, 96), (3, 64, 85)]  # the 3:1 panorama keeps its centre
+    assert torch.equal(dataset.pixels(1), torch.from_numpy(dc.decode_for_cache(paths[1], 64).copy()).permute(2, 0, 1))
+
+
+def test_entry_is_reused_until_a_file_or_the_size_changes(tmp_path: Path) -> None:
+    paths = _photos(tmp_path / "data")
+    first = dc.open_or_build(paths, side=48, workers=1)
+    built_at = (first / dc.IMAGES).stat().st_mtime_ns
+    assert dc.open_or_build(paths, side=48, workers=1) == first
+    assert (first / dc.IMAGES).stat().st_mtime_ns == built_at  # not decoded again
+    assert dc.open_or_build(paths, side=56, workers=1) != first
+    Image.new("RGB", (300, 200), "red").save(paths[0])
+    os.utime(paths[0], ns=(built_at + 10**9, built_at + 10**9))
+    assert dc.open_or_build(paths, side=48, workers=1) != first
+    assert not list(first.parent.glob("*.partial-*"))
+
+
+def test_undecodable_file_is_skipped_not_fatal(tmp_path: Path) -> None:
+    paths = _photos(tmp_path / "data")
+    Path(paths[2]).write_bytes(b"not a jpeg at all")
+    folder = dc.open_or_build(paths, side=32, workers=1)
+    dataset = dc.DecodedImageDataset(folder, list(range(len(paths))), transform=lambda x: x)
+    assert dataset[2][1] == 3  # the broken one is replaced by the next readable sample
+
+
+def test_uint8_path_matches_the_float_eval_preset(tmp_path: Path) -> None:
+    paths = _photos(tmp_path / "data")
+    pre = Preprocess(img_size=56, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3), interpolation="bilinear")
+    folder = dc.open_or_build(paths, side=pre.resize_size, workers=1)
+    dataset = dc.DecodedImageDataset(folder, [0] * len(paths), UInt8EvalPreset(pre))
+    cached = normalize_batch(torch.stack([dataset[i][0] for i in range(3)]), pre)
+    reference = torch.stack([EvalPreset(pre)(Image.fromarray(dc.decode_for_cache(p, pre.resize_size)))
+                             for p in paths[:3]])
+    assert cached.dtype == torch.float32 and cached.shape == (3, 3, 56, 56)
+    assert torch.allclose(cached, reference, atol=1e-4)
+
+
+def test_auto_caches_large_files_only() -> None:
+    paths = ["x.jpg"] * 10
+    assert dc.should_cache("auto", paths, 256, typical_side=1944, epochs=10)[0]
+    assert not dc.should_cache("auto", paths, 256, typical_side=170, epochs=10)[0]
+    assert not dc.should_cache("auto", paths, 256, typical_side=1944, epochs=1)[0]
+    assert not dc.should_cache("on", None, 32, typical_side=None, epochs=10)[0]  # CIFAR arrays: nothing to decode
+    assert dc.should_cache("on", paths, 256, typical_side=100, epochs=1)[0]
+    assert not dc.should_cache("off", paths, 256, typical_side=1944, epochs=10)[0]
+
+
+def test_yaml_on_and_off_are_cache_modes(tmp_path: Path) -> None:
+    from imgcls.config import load_train_config
+
+    (tmp_path / "c.yaml").write_text("cache: on\n")
+    assert load_train_config(tmp_path / "c.yaml").cache == "on"
+    assert load_train_config(tmp_path / "c.yaml", cache="off").cache == "off"
+
+
+def test_training_from_the_cache(tiny_data: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from imgcls.config import load_train_config
+    from imgcls.training.fit import train
+
+    config = load_train_config(data=str(tiny_data), model="small_cnn", epochs=1, batch_size=16, workers=0,
+                               cache="on", out=str(tmp_path), name="cached")
+    with caplog.at_level("INFO", logger="imgcls"):
+        run = train(config)
+    assert "decoded-image cache: on" in caplog.text
+    assert len(run.read_metrics()["epochs"]) == 1 and run.file("best.pt").is_file()
+    side = int(caplog.text.split("images once at ")[1].split(" px")[0])
+    key = dc.cache_key(resolve_data(str(tiny_data)).paths("train"), side)
+    assert (dc.cache_dir("decoded", key) / dc.META).is_file()
