@@ -36,7 +36,7 @@ def main() -> None:
         data = make_digits(Path(tmp) / "digits", train=args.train, val=args.val)
         command = [sys.executable, "-m", "imgcls", "train", str(data), "--model", "small_cnn", "--strategy",
                    "scratch", "--epochs", str(args.epochs), "--augment", "none", "--no-hflip", "--out", tmp,
-                   "--name", "digits"]
+                   "--name", "run"]
         start = time.perf_counter()
         stdout = subprocess.run(command, env=env, stdout=subprocess.PIPE, text=True, check=True).stdout
         seconds = time.perf_counter() - start
