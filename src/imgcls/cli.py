@@ -328,6 +328,23 @@ def doctor(
         typer.echo(format_report(report))
 
 
+# models -----------------------------------------------------------------------------------------
+@app.command("models")
+def models_command(
+    pattern: Optional[str] = typer.Argument(None, help="Name pattern: a word (resnet) or wildcards (convnext_*)."),
+    offline: bool = typer.Option(False, "--offline", help="Only models whose weights are on this machine."),
+    as_json: bool = typer.Option(False, "--json", help="Print the list as JSON on stdout."),
+) -> None:
+    """List the models --model takes, marking those with pretrained weights available offline."""
+    from imgcls.models.catalog import format_table, list_models
+
+    entries = list_models(pattern, offline_only=offline)
+    if as_json:
+        _echo_json([e.to_dict() for e in entries])
+        return
+    typer.echo(format_table(entries))
+
+
 def main() -> None:
     try:
         app()
