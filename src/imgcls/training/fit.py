@@ -16,7 +16,6 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import EarlyStopping
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from imgcls.config import TrainConfig, config_of_run, update_config
 from imgcls.data.datamodule import ImageDataModule, class_weights
@@ -28,7 +27,10 @@ from imgcls.models.factory import SCRATCH_MODELS, CreatedModel, create_model, re
 from imgcls.models.module import ClassifierModule
 from imgcls.rundir import RunDir
 from imgcls.training.callbacks import AtomicCheckpointIO, RunHistory, SaveOnInterrupt, run_checkpoints
+from imgcls.training.ema import ema_callbacks
+from imgcls.training.lr_find import resolve_auto_lr
 from imgcls.training.strategies import apply_strategy, default_lr
+from imgcls.training.tracking import make_loggers
 
 log = logging.getLogger(__name__)
 
@@ -108,11 +110,12 @@ def build_trainer(config: TrainConfig, run: RunDir, history: RunHistory, epochs:
     callbacks: list[pl.Callback] = [history, SaveOnInterrupt(run), *run_checkpoints(run)]
     if config.patience:
         callbacks.append(EarlyStopping(monitor="val_acc", mode="max", patience=config.patience))
-    loggers = [TensorBoardLogger(run.path, name="logs", version="tensorboard", default_hp_metric=False),
-               CSVLogger(run.path, name="logs", version="csv")]
+    callbacks += ema_callbacks(config)
+    loggers = make_loggers(config, run)
     return pl.Trainer(max_epochs=epochs, accelerator="auto", devices=config.devices, num_nodes=config.num_nodes,
                       precision=config.precision, callbacks=callbacks, logger=loggers, default_root_dir=run.path,
                       plugins=[AtomicCheckpointIO()], enable_model_summary=False,
+                      accumulate_grad_batches=config.accumulate, gradient_clip_val=config.grad_clip,
                       log_every_n_steps=10, num_sanity_val_steps=0)
 
 
@@ -134,6 +137,7 @@ def train(config: TrainConfig) -> RunDir:
     config = update_config(config, img_size=created.preprocess.img_size)
 
     run = RunDir.create(config.out, config.name)
+    config = resolve_auto_lr(config, source, created, run.path)
     run.write_config(config.model_dump())
     run.write_classes(source.classes)
     if source.split is not None:
