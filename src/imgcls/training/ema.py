@@ -32,6 +32,7 @@ class WeightAveraging(Callback):
         self.decay = decay
         self.ema: ModelEmaV3 | None = None
         self.ema_won = False
+        self._scores = (0.0, 0.0)  # (accuracy, loss) of the EMA at the last validation
         self._live: dict[str, torch.Tensor] | None = None  # training weights while the EMA sits in the model
         self._restored: dict[str, Any] | None = None
         self._last_step = -1
@@ -78,9 +79,7 @@ class WeightAveraging(Callback):
         live_acc = float(trainer.callback_metrics["val_acc"])
         ema_acc, ema_loss = self._validate_average(trainer, pl_module)
         self.ema_won = ema_acc >= live_acc - 1e-6  # ties go to the average (torchmetrics counts in float32)
-        if self.ema_won:  # what checkpoints, early stopping and metrics.json see for this epoch
-            trainer.callback_metrics["val_acc"] = torch.tensor(ema_acc)
-            trainer.callback_metrics["val_loss"] = torch.tensor(ema_loss)
+        self._scores = (ema_acc, ema_loss)
         for logger in trainer.loggers:
             logger.log_metrics({"val_acc_ema": ema_acc, "val_loss_ema": ema_loss, "val_acc_live": live_acc},
                                step=trainer.global_step)
@@ -88,9 +87,14 @@ class WeightAveraging(Callback):
                  live_acc, ema_acc, "EMA" if self.ema_won else "training weights")
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        # Runs before the checkpoint callbacks (Lightning calls those last).
+        # Before RunHistory (this callback comes first) and the checkpoint callbacks (Lightning calls those
+        # last). Not in on_validation_end: while validation runs, Lightning refills callback_metrics from its
+        # own results on every read.
         pl_module.meta["ema"] = self.ema_won
         if self.ema_won and self.ema is not None:
+            ema_acc, ema_loss = self._scores
+            trainer.callback_metrics["val_acc"] = torch.tensor(ema_acc)
+            trainer.callback_metrics["val_loss"] = torch.tensor(ema_loss)
             self._live = _clone_state(pl_module.model)
             pl_module.model.load_state_dict(self.ema.module.state_dict())
 
@@ -125,5 +129,5 @@ class WeightAveraging(Callback):
 
 
 def ema_callbacks(config: Any) -> list[Callback]:
-    """The callbacks ``--ema`` asks for (none without it)."""
+    """The callbacks ``--ema`` asks for (none without it); they must come before RunHistory in the list."""
     return [WeightAveraging(config.ema_decay)] if getattr(config, "ema", False) else []

@@ -110,7 +110,7 @@ def build_trainer(config: TrainConfig, run: RunDir, history: RunHistory, epochs:
     callbacks: list[pl.Callback] = [history, SaveOnInterrupt(run), *run_checkpoints(run)]
     if config.patience:
         callbacks.append(EarlyStopping(monitor="val_acc", mode="max", patience=config.patience))
-    callbacks += ema_callbacks(config)
+    callbacks[:0] = ema_callbacks(config)  # first: it sets the epoch's val_acc before RunHistory reads it
     loggers = make_loggers(config, run)
     return pl.Trainer(max_epochs=epochs, accelerator="auto", devices=config.devices, num_nodes=config.num_nodes,
                       precision=config.precision, callbacks=callbacks, logger=loggers, default_root_dir=run.path,
