@@ -26,7 +26,7 @@ from imgcls.errors import ConfigError
 from imgcls.models.checkpoint import checkpoint_meta
 from imgcls.models.factory import CreatedModel
 from imgcls.models.module import ClassifierModule
-from imgcls.training.strategies import apply_strategy, default_lr
+from imgcls.training.strategies import default_lr, freeze_backbone, unfreeze
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,9 @@ def _finder_parts(config: TrainConfig, source: DataSource, created: CreatedModel
     from imgcls.training.fit import _recipe  # the recipe of a real run; imported late: fit imports this module
 
     strategy = _search_strategy(config.strategy or "scratch")
-    settings = apply_strategy(created.model, strategy)
+    frozen = strategy == "feature-extraction"
+    (freeze_backbone if frozen else unfreeze)(created.model)
+    settings = {"frozen": frozen}
     placeholder = update_config(config, lr=default_lr(strategy, config.optimizer), scheduler="none")
     meta = checkpoint_meta(created.spec, source.classes, created.preprocess, strategy=config.strategy)
     module = _FinderModule(created.model, meta, _recipe(placeholder, source, settings))
@@ -93,7 +95,7 @@ def find_lr(config: TrainConfig, source: DataSource, created: CreatedModel, out:
                              accumulate_grad_batches=config.accumulate, gradient_clip_val=config.grad_clip)
         finder = Tuner(trainer).lr_find(module, train_dataloaders=loader, min_lr=MIN_LR, max_lr=MAX_LR,
                                         num_training=steps, update_attr=False)
-    apply_strategy(created.model, config.strategy or "scratch")  # fit sets it again; leave the model as found
+    unfreeze(created.model)  # fit freezes what its strategy (or stage) says
     lrs = [float(x) for x in finder.results.get("lr", [])] if finder is not None else []
     losses = [float(x) for x in finder.results.get("loss", [])] if finder is not None else []
     suggestion = steepest_descent(lrs, losses)
