@@ -101,6 +101,16 @@ class Classifier:
         run_server(self.predictor, host=host, port=port, **options)
 
 
+def find_lr(data: str | Path | None = None, *, out: str | Path = ".", steps: int = 50,
+            config: str | Path | None = None, **options: Any) -> dict[str, Any]:
+    """Lightning's learning-rate range test on DATA with the options of ``imgcls train``; writes lr_find.png and
+    lr_find.json into ``out``; returns ``{"suggestion", "strategy", "plot", "lrs", "losses"}``."""
+    settings = load_train_config(config, data=str(data) if data is not None else None, **options)
+    from imgcls.training.lr_find import lr_find
+
+    return lr_find(settings, out, steps=steps).to_dict()
+
+
 def split(src: str | Path, out: str | Path, val: float = 0.2, test: float = 0.0, seed: int = 42) -> dict:
     """Write a stratified train/val(/test) copy of one class-folder tree (hard links where possible)."""
     from imgcls.data.split import split_folder

@@ -6,6 +6,7 @@ with a traceback). ``--json`` output goes to stdout alone; logs and progress go 
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import sys
@@ -64,7 +65,8 @@ def train(
                                                     "or cifar10[:PATH]."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue an interrupted run from its last.pt."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML file of settings (keys as flags; flags win)."),
-    model: Optional[str] = typer.Option(None, help="timm name, small_cnn/cifar_cnn/resnet_cifar "
+    model: Optional[str] = typer.Option(None, help="timm name, hf:DIR or hf:ORG/NAME (transformers), small_cnn/"
+                                                   "cifar_cnn/resnet_cifar; `imgcls models` lists them "
                                                    "(efficientnet_lite0, ImageNet weights offline).",
                                         rich_help_panel=TRAIN_FLAGS),
     strategy: Optional[str] = typer.Option(None, help="scratch | feature-extraction (linear-probe) | finetune | "
@@ -77,8 +79,8 @@ def train(
                                               rich_help_panel=TRAIN_FLAGS),
     epochs: Optional[int] = typer.Option(None, help="Epochs (10).", rich_help_panel=TRAIN_FLAGS),
     batch_size: Optional[int] = typer.Option(None, help="Images per batch (32).", rich_help_panel=TRAIN_FLAGS),
-    lr: Optional[float] = typer.Option(None, help="Learning rate (by strategy and optimizer).",
-                                       rich_help_panel=TRAIN_FLAGS),
+    lr: Optional[str] = typer.Option(None, help="Learning rate, or auto: lr-find picks it (by strategy and "
+                                                "optimizer).", rich_help_panel=TRAIN_FLAGS),
     weight_decay: Optional[float] = typer.Option(None, help="Weight decay (0.01).", rich_help_panel=TRAIN_FLAGS),
     img_size: Optional[int] = typer.Option(None, help="Input size in pixels (the model's own; scratch nets: "
                                                       "the data's).", rich_help_panel=TRAIN_FLAGS),
@@ -123,6 +125,22 @@ def train(
     out: Optional[str] = typer.Option(None, help="Folder for run directories (runs).", rich_help_panel=TRAIN_FLAGS),
     name: Optional[str] = typer.Option(None, help="Run name (MODEL-STRATEGY; -2, -3... when taken).",
                                        rich_help_panel=TRAIN_FLAGS),
+    logger: Optional[list[str]] = typer.Option(None, help="tensorboard | csv | wandb | mlflow | none; repeat or "
+                                                          "comma-separate (tensorboard,csv).",
+                                               rich_help_panel=TRAIN_FLAGS),
+    experiment: Optional[str] = typer.Option(None, help="MLflow experiment / wandb project (imgcls).",
+                                             rich_help_panel=TRAIN_FLAGS),
+    tracking_uri: Optional[str] = typer.Option(None, help="MLflow tracking URI ($MLFLOW_TRACKING_URI, else a file "
+                                                          "store in RUN/logs/mlruns).", rich_help_panel=TRAIN_FLAGS),
+    ema: Optional[bool] = typer.Option(None, "--ema/--no-ema", help="Also keep an exponential moving average of the "
+                                                                    "weights; checkpoints hold whichever validates "
+                                                                    "better (no).", rich_help_panel=TRAIN_FLAGS),
+    ema_decay: Optional[float] = typer.Option(None, help="EMA decay, reached after a warm-up (0.999).",
+                                              rich_help_panel=TRAIN_FLAGS),
+    accumulate: Optional[int] = typer.Option(None, help="Batches whose gradients add up before each optimizer step "
+                                                        "(1).", rich_help_panel=TRAIN_FLAGS),
+    grad_clip: Optional[float] = typer.Option(None, help="Clip the gradient norm to this value (off).",
+                                              rich_help_panel=TRAIN_FLAGS),
 ) -> None:
     """Train a classifier on DATA; writes a run directory and prints its path last."""
     flags = {k: v for k, v in locals().items() if k not in {"data", "resume", "config"} and v is not None}
@@ -141,6 +159,42 @@ def train(
     typer.echo(f"best val_acc {summary['best_val_acc']:.4f} at epoch {summary['best_epoch']} "
                f"of {len(summary['epochs'])}, {summary['wall_seconds']:.0f} s", err=True)
     typer.echo(str(classifier.path))
+
+
+# lr-find ----------------------------------------------------------------------------------------
+def lr_find_command(**options: Any) -> None:
+    """Suggest a learning rate (Lightning's range test) for DATA with the train options; writes lr_find.png."""
+    from imgcls.api import find_lr
+
+    _setup_logging()
+    data, out, steps, as_json = (options.pop(k) for k in ("data", "out", "steps", "as_json"))
+    flags = {k: v for k, v in options.items() if k != "config" and v is not None}
+    finding = find_lr(data, out=out, steps=steps, config=options.get("config"), **flags)
+    if as_json:
+        _echo_json({k: v for k, v in finding.items() if k not in ("lrs", "losses")})
+        return
+    typer.echo(f"plot: {finding['plot']}", err=True)
+    typer.echo(f"suggested learning rate: {finding['suggestion']:.3g} (train with --lr {finding['suggestion']:.3g})")
+
+
+def _lr_find_signature() -> inspect.Signature:
+    """train's DATA and options (same names and help), --out for the plot, --steps and --json."""
+    params = [p for name, p in inspect.signature(train, eval_str=True).parameters.items()
+              if name not in ("resume", "out")]
+    params += [
+        inspect.Parameter("out", inspect.Parameter.KEYWORD_ONLY, annotation=Path,
+                          default=typer.Option(Path("."), "--out", help="Folder for lr_find.png and lr_find.json.")),
+        inspect.Parameter("steps", inspect.Parameter.KEYWORD_ONLY, annotation=int,
+                          default=typer.Option(50, min=10, help="Batches of the range test.")),
+        inspect.Parameter("as_json", inspect.Parameter.KEYWORD_ONLY, annotation=bool,
+                          default=typer.Option(False, "--json", help="Print the suggestion as JSON on stdout.")),
+    ]
+    return inspect.Signature([p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in params])
+
+
+lr_find_command.__signature__ = _lr_find_signature()  # type: ignore[attr-defined]
+lr_find_command.__annotations__ = {p.name: p.annotation for p in lr_find_command.__signature__.parameters.values()}
+app.command("lr-find")(lr_find_command)
 
 
 # evaluate ---------------------------------------------------------------------------------------
@@ -375,6 +429,24 @@ def bench(
         _echo_json(result)
     else:
         typer.echo(describe(result))
+
+
+# models -----------------------------------------------------------------------------------------
+@app.command("models")
+def models_command(
+    pattern: Optional[str] = typer.Argument(None, help="Name pattern: a word (resnet) or wildcards (convnext_*)."),
+    offline: bool = typer.Option(False, "--offline", help="Only models whose weights are on this machine."),
+    as_json: bool = typer.Option(False, "--json", help="Print the list as JSON on stdout."),
+) -> None:
+    """List the models --model takes, marking those with pretrained weights available offline."""
+    from imgcls.models.catalog import format_table, list_models
+
+    entries = list_models(pattern, offline_only=offline)
+    if as_json:
+        _echo_json([e.to_dict() for e in entries])
+        return
+    typer.echo(format_table(entries))
+
 
 def main() -> None:
     try:

@@ -31,7 +31,7 @@ class TrainConfig(BaseModel):
     pretrained: bool = True
     epochs: int = Field(10, ge=1, le=100_000)
     batch_size: int = Field(32, ge=1)
-    lr: float | None = Field(None, gt=0, le=10)
+    lr: float | Literal["auto"] | None = None  # auto: the learning-rate finder picks it (imgcls lr-find)
     weight_decay: float = Field(0.01, ge=0)
     img_size: int | None = Field(None, ge=8, le=4096)
     optimizer: Literal["adamw", "sgd", "adam"] = "adamw"
@@ -58,6 +58,15 @@ class TrainConfig(BaseModel):
     cache: Literal["auto", "on", "off"] = Field("auto", description="decoded-image cache for large image files")
     out: str = "runs"
     name: str | None = None
+    # conveniences (issue 8): tracking, weight averaging, accumulation, clipping
+    logger: list[str] = Field(default_factory=lambda: ["tensorboard", "csv"],
+                              description="tensorboard, csv, wandb, mlflow (comma list or repeated); none = no logger")
+    experiment: str | None = Field(None, description="MLflow experiment / wandb project (imgcls)")
+    tracking_uri: str | None = Field(None, description="MLflow tracking URI (default: RUN/logs/mlruns file store)")
+    ema: bool = Field(False, description="keep an exponential moving average of the weights (timm ModelEmaV3)")
+    ema_decay: float = Field(0.999, gt=0, lt=1)
+    accumulate: int = Field(1, ge=1, description="batches whose gradients add up before each optimizer step")
+    grad_clip: float | None = Field(None, gt=0, description="clip the gradient norm to this value")
 
     @field_validator("strategy", mode="before")
     @classmethod
@@ -69,6 +78,28 @@ class TrainConfig(BaseModel):
     def _cache_as_text(cls, value: Any) -> Any:
         # YAML 1.1 reads `cache: on` / `cache: off` as booleans.
         return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
+
+    @field_validator("lr", mode="wrap")
+    @classmethod
+    def _lr_number_or_auto(cls, value: Any, handler: Any) -> Any:
+        if isinstance(value, str) and value.strip().lower() == "auto":
+            return "auto"
+        if isinstance(value, bool):
+            raise ValueError("must be a number such as 0.001, or auto")
+        try:
+            lr = float(value) if value is not None else None
+        except (TypeError, ValueError):
+            raise ValueError("must be a number such as 0.001, or auto") from None
+        if lr is not None and not 0 < lr <= 10:
+            raise ValueError("must be greater than 0 and at most 10, or auto")
+        return lr
+
+    @field_validator("logger", mode="before")
+    @classmethod
+    def _logger_names(cls, value: Any) -> Any:
+        from imgcls.training.tracking import logger_names
+
+        return logger_names(value)
 
     @field_validator("precision", mode="before")
     @classmethod
@@ -87,7 +118,7 @@ def _describe(error: dict[str, Any]) -> str:
         return (f"unknown setting '{field}'{close_matches(field, TrainConfig.model_fields)}; "
                 f"the settings are the flags of `imgcls train --help`")
     got = error.get("input")
-    message = error["msg"].replace("Input should be", "must be")
+    message = error["msg"].replace("Input should be", "must be").removeprefix("Value error, ")
     return f"{flag_name(field)}: {message} (got {got!r})"
 
 

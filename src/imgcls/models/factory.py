@@ -14,13 +14,18 @@ import timm
 from torch import nn
 
 from imgcls.data.presets import Preprocess
-from imgcls.errors import ModelError, close_matches
+from imgcls.errors import ModelError, close_matches, first_line
+from imgcls.models.hf import (build_hf_model, check_hf_name, create_hf_model, hf_arch, hub_reachable, in_hub_cache,
+                              is_hf_arch,                               is_hf_name)
 from imgcls.models.scratch import SCRATCH_MODELS
 from imgcls.models.weights import OFFLINE_WEIGHTS, load_weights_file
 
 # Names imgcls gives to timm architectures. PRODUCT.md: our default efficientnet_lite0 is timm's
 # tf_efficientnet_lite0 (TF "same" padding), whose ImageNet weights ship offline.
 MODEL_ALIASES = {"efficientnet_lite0": "tf_efficientnet_lite0"}
+
+# timm's own prefixes: hf-hub:ORG/NAME (downloaded, then in the HF cache) and local-dir:DIR.
+TIMM_SOURCES = ("hf-hub:", "local-dir:")
 
 SCRATCH_PREPROCESS = {"mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5), "interpolation": "bilinear", "crop_pct": 1.0}
 
@@ -59,6 +64,11 @@ def resolve_arch(name: str) -> str:
     arch = MODEL_ALIASES.get(name, name)
     if arch in SCRATCH_MODELS:
         return arch
+    if is_hf_name(name):
+        check_hf_name(name)
+        return name
+    if name.startswith(TIMM_SOURCES):
+        return name  # resolved to its architecture (and arguments) from its config.json when built
     base = arch.split(".", 1)[0]  # timm pretrained tags: resnet50.a1_in1k
     if timm.is_model(base):
         return arch
@@ -86,6 +96,8 @@ def _build(spec: ModelSpec, pretrained: bool = False) -> nn.Module:
     cifar_stem = kwargs.pop("cifar_stem", False)
     if spec.arch in SCRATCH_MODELS:
         return SCRATCH_MODELS[spec.arch](num_classes=spec.num_classes, **kwargs)
+    if is_hf_arch(spec.arch):
+        return build_hf_model(spec.num_classes, kwargs)
     try:
         model = timm.create_model(spec.arch, pretrained=pretrained, num_classes=spec.num_classes, **kwargs)
     except TypeError as exc:
@@ -112,6 +124,10 @@ def create_model(name: str, num_classes: int, *, pretrained: bool = True, weight
     """Build ``name`` with a ``num_classes``-way head, pretrained where asked and possible."""
     arch = resolve_arch(name)
     kwargs = {k: v for k, v in kwargs.items() if v is not None and v is not False}
+    if is_hf_name(name):
+        return _create_hf(name, num_classes, pretrained=pretrained, weights=weights, img_size=img_size)
+    if arch.startswith(TIMM_SOURCES):
+        arch, kwargs = _timm_source_arch(name, kwargs)
     if arch in SCRATCH_MODELS:
         spec = ModelSpec(name, arch, num_classes, kwargs)
         model = _build(spec)
@@ -123,7 +139,10 @@ def create_model(name: str, num_classes: int, *, pretrained: bool = True, weight
         kwargs["img_size"] = img_size  # ViTs resize their position embeddings to the input size
     spec = ModelSpec(name, arch, num_classes, kwargs)
     base_arch = arch.split(".", 1)[0]
-    if weights:
+    if pretrained and not weights and name.startswith(TIMM_SOURCES):
+        model = _build(ModelSpec(name, name, num_classes, {}), pretrained=True)  # weights from that source
+        source = f"timm {name}"
+    elif weights:
         model = _build(spec)
         source: str | None = load_weights_file(model, weights)
     elif pretrained and base_arch in OFFLINE_WEIGHTS:
@@ -147,3 +166,30 @@ def create_model(name: str, num_classes: int, *, pretrained: bool = True, weight
         model = _build(spec)
         source = None
     return CreatedModel(model, spec, _timm_preprocess(model, img_size), source)
+
+
+def _timm_source_arch(name: str, kwargs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The architecture and arguments behind a timm ``hf-hub:``/``local-dir:`` name, so that a checkpoint
+    rebuilds it with no hub and no folder."""
+    source, _, model_id = name.partition(":")
+    if source == "hf-hub" and not in_hub_cache(model_id) and not hub_reachable():
+        raise ModelError(f"{name}: the Hugging Face Hub cannot be reached (offline); connect once so timm caches it, "
+                         f"or use a timm name with --weights PATH")
+    try:
+        if source == "hf-hub":
+            _, arch, model_args = timm.models.load_model_config_from_hf(model_id)
+        else:
+            _, arch, model_args = timm.models.load_model_config_from_path(model_id)
+    except Exception as exc:  # noqa: BLE001 - hub, network and file errors come in many types
+        raise ModelError(f"{name}: cannot read its config.json ({type(exc).__name__}: {first_line(exc, 120)}); "
+                         f"check the name and the network, or use a timm name with --weights PATH") from None
+    return arch, {**(model_args or {}), **kwargs}
+
+
+def _create_hf(name: str, num_classes: int, *, pretrained: bool, weights: str | None,
+               img_size: int | None) -> CreatedModel:
+    model, kwargs, preprocess, source = create_hf_model(name, num_classes, pretrained=pretrained and not weights,
+                                                        img_size=img_size)
+    if weights:
+        source = load_weights_file(model, weights)
+    return CreatedModel(model, ModelSpec(name, hf_arch(kwargs), num_classes, kwargs), preprocess, source)

@@ -55,6 +55,16 @@ OFFLINE_WEIGHTS: dict[str, Callable[[nn.Module], str]] = {
 }
 
 
+def offline_weights_present(arch: str) -> bool:
+    """Whether the offline weights of ``arch`` are installed (their package imports and its file exists)."""
+    if arch not in OFFLINE_WEIGHTS:
+        return False
+    try:
+        return _efficientnet_lite0_file().is_file()
+    except Exception:  # noqa: BLE001 - a missing or broken package means no offline weights
+        return False
+
+
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """A state dict from a weights file: a raw state dict, {"state_dict": ...}, {"model": ...}, or an
     imgcls/Lightning checkpoint. Prefixes from DDP, Lightning and torch.compile are removed."""

@@ -19,7 +19,6 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import EarlyStopping
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from imgcls.config import TrainConfig, config_of_run, update_config
 from imgcls.data.datamodule import FeatureDataModule, ImageDataModule, class_weights
@@ -39,6 +38,9 @@ from imgcls.training.strategies import (Stage, apply_stage, default_head_epochs,
                                         plan_stages)
 from imgcls.training.distributed import (ProcessCount, create_run_dir, finish_launch, is_rank_zero,
                                          quiet_other_ranks, trainer_strategy)
+from imgcls.training.ema import ema_callbacks
+from imgcls.training.lr_find import resolve_auto_lr
+from imgcls.training.tracking import make_loggers
 
 log = logging.getLogger(__name__)
 
@@ -135,13 +137,14 @@ def build_trainer(config: TrainConfig, run: RunDir, callbacks: list[pl.Callback]
                   progress: pl.Callback) -> pl.Trainer:
     if config.patience:
         callbacks = [*callbacks, EarlyStopping(monitor="val_acc", mode="max", patience=config.patience)]
-    loggers = [TensorBoardLogger(run.path, name="logs", version="tensorboard", default_hp_metric=False),
-               CSVLogger(run.path, name="logs", version="csv")]
+    callbacks = [*ema_callbacks(config), *callbacks]  # first: EMA sets the epoch's val_acc before RunHistory reads it
+    loggers = make_loggers(config, run)
     return pl.Trainer(max_epochs=epochs, accelerator="auto", devices=config.devices, num_nodes=config.num_nodes,
                       strategy=trainer_strategy(config.devices, config.num_nodes),
                       precision=config.precision, callbacks=[*callbacks, ProcessCount(), progress], logger=loggers,
                       default_root_dir=run.path, plugins=[AtomicCheckpointIO()], enable_model_summary=False,
                       enable_progress_bar=isinstance(progress, EpochProgressBar),
+                      accumulate_grad_batches=config.accumulate, gradient_clip_val=config.grad_clip,
                       log_every_n_steps=10, num_sanity_val_steps=0)
 
 
@@ -165,6 +168,7 @@ def train(config: TrainConfig, callbacks: list[pl.Callback] | None = None) -> Ru
     config = update_config(config, img_size=created.preprocess.img_size)
 
     run = create_run_dir(config.out, config.name, config.devices, config.num_nodes)  # one run for all ranks
+    config = resolve_auto_lr(config, source, created, run.path)  # --lr auto: lr-find first
     if is_rank_zero():
         run.write_config(config.model_dump())
         run.write_classes(source.classes)
