@@ -12,7 +12,7 @@ normalised float batches of 224 px ready for a model:
 - ``imgcls cache``: imgcls's loader with ``--cache on``: uint8 crops from the memory-mapped cache,
   normalised per batch. The one-off build time is printed apart.
 
-Default data: the full-size ants/bees photos (/work/shared/datasets/hymenoptera_data, up to 2592x1944).
+Default data: the full-size ants/bees photos (../shared/datasets/hymenoptera_data, up to 2592x1944).
 The cache is built in a temporary IMGCLS_CACHE, so runs never reuse an entry from elsewhere.
 Figures on a shared machine are noisy: compare the columns of one run, not runs with each other.
 """
@@ -29,7 +29,7 @@ import torch
 from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
 
-FULL_PHOTOS = Path("/work/shared/datasets/hymenoptera_data")
+FULL_PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "hymenoptera_data"
 REPO = Path(__file__).resolve().parents[1]
 
 

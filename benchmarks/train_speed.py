@@ -10,7 +10,7 @@ every epoch -- frozen for feature extraction (only the head in the optimizer). i
 timm's tf_efficientnet_lite0 with the same offline ImageNet weights, the same epochs and image size,
 and each is timed as a whole process, start-up included. Accuracy is the best val accuracy of each.
 
-Default DATA: /work/shared/datasets/hymenoptera_data (ants/bees, 244 train / 153 val photos).
+Default DATA: ../shared/datasets/hymenoptera_data (ants/bees, 244 train / 153 val photos).
 Figures on a shared machine are noisy: compare the columns of one run, not runs with each other.
 """
 
@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = "/work/shared/datasets/hymenoptera_data"
+DEFAULT_DATA = str(REPO.parent / "shared" / "datasets" / "hymenoptera_data")  # ../shared beside the repo
 STRATEGY = {"fe": "feature-extraction", "finetune": "finetune", "staged": "staged"}
 DEFAULT_EPOCHS = {"fe": 10, "finetune": 2, "staged": 10}
 

@@ -50,8 +50,12 @@ def fe_run(tiny_data: Path, pretrained_small_cnn: str, tmp_path_factory: pytest.
 def test_cached_feature_training_scores_as_evaluate_does_on_the_images(fe_run: Path) -> None:
     metrics = json.loads((fe_run / "metrics.json").read_text())
     assert [row["epoch"] for row in metrics["epochs"]] == [1, 2, 3]
-    evaluated = Classifier.load(fe_run).evaluate()["accuracy"]  # best.pt, real images, the Predictor's path
-    assert evaluated == pytest.approx(metrics["best_val_acc"], abs=1e-6)
+    evaluation = Classifier.load(fe_run).evaluate()  # best.pt, real images, the Predictor's path
+    assert evaluation["accuracy"] == pytest.approx(metrics["best_val_acc"], abs=1e-6)
+    # The run's report was computed from the cached val embeddings, without the images: the same answers.
+    reported = json.loads((fe_run / "evaluation.json").read_text())
+    assert reported["metrics"]["accuracy"] == pytest.approx(evaluation["accuracy"], abs=1e-6)
+    assert reported["metrics"]["confusion_matrix"] == evaluation["confusion_matrix"]
 
 
 def test_feature_extraction_checkpoint_holds_the_whole_model_with_a_trained_head(fe_run: Path,

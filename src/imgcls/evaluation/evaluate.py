@@ -115,6 +115,15 @@ def evaluate_predictor(predictor: Predictor, source: DataSource, split: str = "v
                       images=source.arrays[split][0] if split in source.arrays else None, tta=tta)
 
 
+def evaluation_from_probabilities(probs: np.ndarray, classes: list[str], source: DataSource,
+                                  split: str = "val") -> Evaluation:
+    """The evaluation of probabilities computed elsewhere (one row per image of ``split``, in its order)."""
+    remap = np.array(_label_map(source.classes, classes))
+    labels = remap[np.asarray(source.labels(split))]
+    return Evaluation(split, classes, labels, probs, source.paths(split),
+                      classification_metrics(labels, probs, classes), images=source.arrays[split][0] if split in source.arrays else None)
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^\w.-]+", "_", text).strip("_.") or "data"
 

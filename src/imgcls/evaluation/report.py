@@ -17,7 +17,7 @@ import numpy as np
 from imgcls.data.source import DataSource
 from imgcls.errors import RunDirError
 from imgcls.evaluation import html as h
-from imgcls.evaluation.evaluate import Evaluation, data_for, evaluate_predictor
+from imgcls.evaluation.evaluate import Evaluation, data_for, evaluate_predictor, evaluation_from_probabilities
 from imgcls.evaluation.gallery import sample_predictions, shown_images, worst_mistakes
 from imgcls.evaluation.plots import plot_confusion, plot_curves, plot_reliability
 from imgcls.inference.predictor import Predictor
@@ -194,11 +194,17 @@ def write_report(out: str | Path, evaluation: Evaluation, model: Path, source: D
     return report
 
 
-def write_run_report(run: RunDir, split: str = "val") -> Evaluation:
-    """Evaluate the run's best checkpoint on ``split``; write its pictures, evaluation.json and report.html."""
-    predictor = Predictor.load(run.best_checkpoint)
-    source = data_for(run.path, None)
-    evaluation = evaluate_predictor(predictor, source, split)
+def write_run_report(run: RunDir, split: str = "val", source: DataSource | None = None,
+                     probabilities: np.ndarray | None = None) -> Evaluation:
+    """Evaluate the run's best checkpoint on ``split``; write its pictures, evaluation.json and report.html.
+
+    Training passes its ``source`` and, when it already has them (the best head on cached val
+    embeddings), the best checkpoint's ``probabilities`` on ``split``: no second pass over the images."""
+    source = source or data_for(run.path, None)
+    if probabilities is not None and len(probabilities) == len(source.labels(split)):
+        evaluation = evaluation_from_probabilities(probabilities, run.read_classes(), source, split)
+    else:
+        evaluation = evaluate_predictor(Predictor.load(run.best_checkpoint), source, split)
     report = write_report(run.path, evaluation, run.best_checkpoint, source, run)
     log.info("report: %s", report)
     return evaluation

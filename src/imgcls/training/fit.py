@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import EarlyStopping
 
@@ -190,9 +191,12 @@ def fit(config: TrainConfig, source: DataSource, created: CreatedModel, run: Run
     history = RunHistory(run)
     first, history.epoch_offset = resume_point(resume_from) if resume_from else (0, 0)
     best_state: dict[str, Any] | None = None
+    val_features: dict[int, torch.Tensor] = {}  # stage index -> val embeddings, for stages trained on the cache
     for stage in stages[first:]:
-        trainer, best = fit_stage(config, source, created, run, stage, history, best_state,
-                                  resume_from if stage.index == first else None, callbacks or [])
+        trainer, best, stage_val_features = fit_stage(config, source, created, run, stage, history, best_state,
+                                                      resume_from if stage.index == first else None, callbacks or [])
+        if stage_val_features is not None:
+            val_features[stage.index] = stage_val_features
         if trainer.interrupted:
             raise TrainingInterrupted(f"training interrupted; resume with: imgcls train --resume {run.path}")
         best_state = best.state_dict()
@@ -201,9 +205,25 @@ def fit(config: TrainConfig, source: DataSource, created: CreatedModel, run: Run
         history.write()
         from imgcls.evaluation.report import write_run_report
 
-        write_run_report(run)
+        write_run_report(run, source=source, probabilities=best_head_probabilities(run, created, val_features))
         finish_launch(config.out, config.name)
     return run
+
+
+def best_head_probabilities(run: RunDir, created: CreatedModel,
+                            val_features: dict[int, torch.Tensor]) -> np.ndarray | None:
+    """best.pt's val probabilities from the cached embeddings, when best.pt comes from a stage trained on them
+    (its backbone is the frozen one they were computed with): the report then needs no pass over the images."""
+    if not val_features:
+        return None
+    best = load_checkpoint(run.best_checkpoint)
+    features = val_features.get(int(best.info.get("stage", 0)))
+    if features is None:
+        return None
+    model = created.model
+    model.load_state_dict(best.state_dict)
+    with torch.inference_mode():
+        return torch.softmax(model.eval().get_classifier()(features).float(), dim=1).numpy()
 
 
 def resume_point(last: Path) -> tuple[int, int]:
@@ -215,8 +235,9 @@ def resume_point(last: Path) -> tuple[int, int]:
 
 def fit_stage(config: TrainConfig, source: DataSource, created: CreatedModel, run: RunDir, stage: Stage,
               history: RunHistory, best_state: dict[str, Any] | None, resume_from: Path | None,
-              callbacks: list[pl.Callback]) -> tuple[pl.Trainer, pl.Callback]:
-    """One Lightning fit: the head on cached features, or the network on images."""
+              callbacks: list[pl.Callback]) -> tuple[pl.Trainer, pl.Callback, torch.Tensor | None]:
+    """One Lightning fit: the head on cached features, or the network on images; returns the trainer, the
+    best-checkpoint callback and, when the stage ran on the cache, the val embeddings."""
     model = created.model
     settings = apply_stage(model, stage)
     on_features = stage.frozen and use_feature_cache(config, created, source)
@@ -256,7 +277,7 @@ def fit_stage(config: TrainConfig, source: DataSource, created: CreatedModel, ru
         raise TrainingInterrupted(f"training interrupted; resume with: imgcls train --resume {run.path}") from exc
     finally:
         _restore_sigint(sigint)
-    return trainer, best
+    return trainer, best, val_set.features if on_features else None
 
 
 def _restore_sigint(handler: Any) -> None:
