@@ -23,6 +23,8 @@ def test_suggestion_is_the_steepest_fall_per_decade_before_the_minimum() -> None
     losses[-3:] = [3.0, 6.0, 12.0]
     suggestion = steepest_descent(lrs, losses)
     assert suggestion is not None and 3e-4 < suggestion < 3e-3
+    # A first smoothed loss lower than the rest (a lucky first batch) must not end the search at the start.
+    assert steepest_descent(lrs, [0.3, *losses[1:]]) == suggestion
     assert steepest_descent(lrs[:6], losses[:6]) is None  # too few points
     assert steepest_descent(lrs, [float("nan")] * len(lrs)) is None
 

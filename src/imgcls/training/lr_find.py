@@ -117,7 +117,9 @@ def steepest_descent(lrs: list[float], losses: list[float], skip_begin: int = 5)
     points = [(math.log10(lr), loss) for lr, loss in zip(lrs, losses) if lr > 0 and math.isfinite(loss)]
     if len(points) < skip_begin + 3:
         return None
-    lowest = min(range(len(points)), key=lambda i: points[i][1])
+    # The minimum after the skipped start: the first smoothed losses are a handful of batches, often
+    # lower than anything later (ants/bees: 0.32 at 1e-6), and would end the search before it began.
+    lowest = min(range(skip_begin, len(points)), key=lambda i: points[i][1])
     window = points[skip_begin:max(lowest + 1, skip_begin + 3)]
     slopes = [(b[1] - a[1]) / (b[0] - a[0]) for a, b in zip(window, window[1:]) if b[0] > a[0]]
     if not slopes:
