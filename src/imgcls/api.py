@@ -39,6 +39,10 @@ class Classifier:
         """Train on DATA with options named as the flags of ``imgcls train`` (snake_case); returns the
         best model of the new run. ``config`` is a YAML file of the same settings (options win)."""
         settings = load_train_config(config, data=str(data) if data is not None else None, **options)
+        if settings.data and not (settings.data == "cifar10" or settings.data.startswith("cifar10:")):
+            from imgcls.data.folders import data_folder
+
+            data_folder(settings.data)  # a mistyped path fails in a second, before torch and Lightning load
         from imgcls.training.fit import train  # after validation: a typo fails before torch loads
 
         return cls.load(train(settings).path)
