@@ -38,10 +38,11 @@ class Classifier:
     def train(cls, data: str | Path | None = None, *, config: str | Path | None = None, **options: Any) -> Classifier:
         """Train on DATA with options named as the flags of ``imgcls train`` (snake_case); returns the
         best model of the new run. ``config`` is a YAML file of the same settings (options win)."""
-        settings = load_train_config(config, data=str(data) if data is not None else None, **options)
-        if settings.data and not (settings.data == "cifar10" or settings.data.startswith("cifar10:")):
-            from imgcls.data.folders import data_folder
+        from imgcls.data.cifar import is_cifar10_spec  # light modules: no torch yet
+        from imgcls.data.folders import data_folder
 
+        settings = load_train_config(config, data=str(data) if data is not None else None, **options)
+        if settings.data and not is_cifar10_spec(settings.data):
             data_folder(settings.data)  # a mistyped path fails in a second, before torch and Lightning load
         from imgcls.training.fit import train  # after validation: a typo fails before torch loads
 

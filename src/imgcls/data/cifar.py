@@ -82,6 +82,11 @@ def load_cifar10(path: str | Path) -> tuple[list[str], dict[str, tuple[np.ndarra
     }
 
 
+def is_cifar10_spec(spec: str | Path) -> bool:
+    """DATA names CIFAR-10 (``cifar10`` or ``cifar10:PATH``) rather than a folder of images."""
+    return str(spec) == "cifar10" or str(spec).startswith("cifar10:")
+
+
 def cifar10_root(spec: str, cache_dir: Path) -> Path:
     """The folder for DATA ``cifar10`` or ``cifar10:PATH``; downloads into the cache when online."""
     _, _, given = spec.partition(":")

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from imgcls.data.cifar import is_cifar10_spec
 from imgcls.data.filecheck import FileRecord, Progress, inspect_files
 from imgcls.data.folders import class_files, class_folders, data_folder
 from imgcls.data.similar import duplicate_problems
@@ -115,7 +116,7 @@ class DoctorReport:
 
 # listing a folder -------------------------------------------------------------------------------
 def list_data(spec: str | Path) -> Listing:
-    if str(spec) == "cifar10" or str(spec).startswith("cifar10:"):
+    if is_cifar10_spec(spec):
         raise DataError("doctor checks folders of image files; CIFAR-10 comes as ready-made arrays, "
                         "nothing to check there")
     root = data_folder(spec)

@@ -18,7 +18,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from imgcls.cache import cache_dir
-from imgcls.data.cifar import cifar10_root, load_cifar10
+from imgcls.data.cifar import cifar10_root, is_cifar10_spec, load_cifar10
 from imgcls.data.folders import FolderScan, Sample, Skipped, data_folder, drop_empty_classes, scan_folder
 from imgcls.data.images import ImageLoadError, load_image
 from imgcls.data.split import samples_from_record, split_record, stratified_split
@@ -141,7 +141,7 @@ def resolve_data(spec: str | Path, val_split: float = 0.2, seed: int = 42,
                  recorded_split: dict[str, Any] | None = None) -> DataSource:
     """Find classes and samples for DATA. ``recorded_split`` (a run's split.json) reproduces its split."""
     spec = str(spec)
-    if spec == "cifar10" or spec.startswith("cifar10:"):
+    if is_cifar10_spec(spec):
         return _resolve_cifar(spec)
     root = data_folder(spec)
 

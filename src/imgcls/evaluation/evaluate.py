@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from imgcls.data.cifar import is_cifar10_spec
 from imgcls.data.source import DataSource, resolve_data
 from imgcls.errors import DataError
 from imgcls.evaluation.calibration import Calibration, calibration
@@ -139,7 +140,7 @@ def default_report_dir(model_path: str | Path, split: str, data: str | None = No
     run = run_dir_of(path)
     parts = [split]
     if data is not None:
-        cifar = data == "cifar10" or data.startswith("cifar10:")
+        cifar = is_cifar10_spec(data)
         parts.append(_slug("cifar10" if cifar else Path(data).expanduser().resolve().name))
     if run is None or (path.is_file() and path.name != RunDir.BEST):
         parts.append(_slug(path.name))
