@@ -15,6 +15,11 @@ def test_flags_win_over_yaml_which_wins_over_defaults(tmp_path):
     assert (config.epochs, config.batch_size, config.lr, config.optimizer) == (5, 8, 0.01, "adamw")
 
 
+def test_python_callers_may_pass_paths(tmp_path):
+    config = load_train_config(None, data=tmp_path / "photos", out=tmp_path / "runs")
+    assert (config.data, config.out) == (str(tmp_path / "photos"), str(tmp_path / "runs"))
+
+
 def test_yaml_round_trip_keeps_every_setting(tmp_path):
     config = load_train_config(None, data="photos", epochs=2, strategy="linear-probe", precision=32)
     path = tmp_path / "config.yaml"

@@ -150,7 +150,9 @@ def read_yaml_config(path: str | Path) -> dict[str, Any]:
 def load_train_config(config_file: str | Path | None = None, **overrides: Any) -> TrainConfig:
     """Defaults <- YAML file <- overrides (flags); overrides that are None are not given."""
     values = read_yaml_config(config_file) if config_file else {}
-    values.update({key.replace("-", "_"): value for key, value in overrides.items() if value is not None})
+    # Python callers pass pathlib.Path where the CLI passes text; both mean the same path
+    values.update({key.replace("-", "_"): str(value) if isinstance(value, Path) else value
+                   for key, value in overrides.items() if value is not None})
     try:
         return TrainConfig(**values)
     except ValidationError as exc:
