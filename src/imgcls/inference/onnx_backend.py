@@ -11,6 +11,7 @@ import torch
 
 from imgcls.errors import CheckpointError, first_line
 from imgcls.export.metadata import META_KEY, ExportMeta
+from imgcls.models.chunked import forward_in_slices
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +56,12 @@ class OnnxBackend:
     def __init__(self, session):  # noqa: ANN001 - onnxruntime.InferenceSession
         self.session = session
         self.input_name = session.get_inputs()[0].name
+        self.on_cpu = session.get_providers()[0] == "CPUExecutionProvider"
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        return forward_in_slices(self._run, batch, self.on_cpu)
+
+    def _run(self, batch: torch.Tensor) -> torch.Tensor:
         array = np.ascontiguousarray(batch.detach().cpu().numpy(), dtype=np.float32)
         return torch.from_numpy(self.session.run(None, {self.input_name: array})[0])
 

@@ -19,6 +19,7 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from imgcls.models.checkpoint import FORMAT
+from imgcls.models.chunked import forward_in_slices
 from imgcls.models.onecycle import is_step_scheduler, one_cycle
 
 
@@ -90,7 +91,7 @@ class ClassifierModule(pl.LightningModule):
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = self._channels_last(batch[0]), batch[1]
-        logits = self(x)
+        logits = forward_in_slices(self, x, x.device.type == "cpu" and not self.on_features)
         loss = F.cross_entropy(logits.float(), y)
         self.val_acc(logits, y)
         self.log("val_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y), sync_dist=True)

@@ -19,6 +19,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import timm
@@ -31,6 +32,7 @@ from tqdm import tqdm
 from imgcls.cache import cache_dir, content_key
 from imgcls.data.presets import EvalPreset, Preprocess
 from imgcls.data.source import DataSource
+from imgcls.models.chunked import forward_in_slices
 from imgcls.rundir import atomic_write_bytes
 
 log = logging.getLogger(__name__)
@@ -120,7 +122,7 @@ def extract(model: nn.Module, dataset: Any, batch_size: int, workers: int, desc:
     with tqdm(total=len(dataset), desc=desc, unit="img", file=sys.stderr, disable=None, leave=False) as bar:
         for images, targets in loader:
             images = images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-            features.append(embed(model, images).float().cpu())
+            features.append(forward_in_slices(partial(embed, model), images, device.type == "cpu").float().cpu())
             labels.append(torch.as_tensor(targets))
             bar.update(len(targets))
     return FeatureSet(torch.cat(features), torch.cat(labels).long())
