@@ -1,0 +1,42 @@
+"""Process settings for fast CPU work, applied once when imgcls is imported (before torch loads).
+
+Both are standard CPU-inference advice (Intel's and PyTorch's CPU performance guides) that a
+tutorial loop never applies; each keeps a value the user set.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+
+# glibc mallopt() parameters
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
+
+
+def set_passive_openmp() -> None:
+    """OpenMP threads that spin while they wait take the cores that loader workers and other programs
+    need: on 2 shared cores a training step ran 20-50x slower. Passive threads sleep instead. This must
+    be set before torch is first imported."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def keep_freed_memory() -> bool:
+    """Let glibc's malloc keep the memory torch frees instead of handing it back to the kernel.
+
+    By default every tensor over 128 KB-32 MB is a fresh mmap, and the kernel zero-fills each of its
+    pages again on first touch: a 224-pixel efficientnet_lite0 training step at batch 32 took 23,000
+    page faults per image. Served from a heap that is never trimmed, the same step takes none, and runs
+    1.7x faster on 2 cores (83 -> 49 ms per image; inference at batch 8: 21 -> 13 ms), for about 20%
+    more resident memory. The same effect as preloading jemalloc or tcmalloc, without either. Returns
+    whether the settings were applied (glibc only; skipped when the user tunes malloc).
+    """
+    if os.environ.get("IMGCLS_KEEP_MALLOC") or os.environ.get("GLIBC_TUNABLES", "").find("malloc") >= 0 or any(
+            name.startswith("MALLOC_") for name in os.environ):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (macOS, Windows, musl without mallopt)
+        return False
+    return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**30))
