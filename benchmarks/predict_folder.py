@@ -4,7 +4,9 @@
 
 The loop: ``Image.open -> convert('RGB') -> transform -> model(x.unsqueeze(0))`` under ``torch.no_grad()``,
 one photo at a time (seed 001's infer.py). The same model, the same preprocessing (read from the
-checkpoint), the same images; top-1 labels are compared so a fast wrong answer cannot win. Without
+checkpoint), the same images; top-1 labels are compared so a fast wrong answer cannot win. Each method
+runs in its own process and is timed after a warm-up (start-up not included); the loop's process runs
+untuned (IMGCLS_NO_TUNING=1: no malloc or OpenMP settings), as a script of the seeds would. Without
 --model a one-epoch efficientnet_lite0 feature-extraction run on examples/ants_bees is trained first.
 Figures on a shared machine are noisy: compare the columns of one run, not runs with each other.
 """
@@ -12,6 +14,10 @@ Figures on a shared machine are noisy: compare the columns of one run, not runs 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -56,6 +62,30 @@ def timed(run, repeat: int) -> tuple[float, list[str]]:  # noqa: ANN001
     return best, labels
 
 
+def measure(method: str, model: Path, images: Path, batch_size: int, repeat: int) -> dict:
+    """One method's best-of-``repeat`` seconds over the folder, after a warm-up, in this process."""
+    paths = expand_image_paths([images])
+    if method == "loop":
+        per_image_loop(model, paths[:8])
+        seconds, labels = timed(lambda: per_image_loop(model, paths), repeat)
+    else:
+        predictor = Predictor.load(model)
+        predictor.predict(paths[:8], batch_size=batch_size)
+        seconds, labels = timed(lambda: [r.label for r in predictor.predict(paths, batch_size=batch_size)], repeat)
+    return {"seconds": seconds, "labels": labels, "images": len(paths), "threads": torch.get_num_threads()}
+
+
+def in_child(method: str, model: Path, args: argparse.Namespace) -> dict:
+    """Each method in a fresh process; the loop untuned (IMGCLS_NO_TUNING), as a script of the seeds runs."""
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    if method == "loop":
+        env["IMGCLS_NO_TUNING"] = "1"
+    command = [sys.executable, __file__, "--measure", method, "--model", str(model), "--images", str(args.images),
+               "--batch-size", str(args.batch_size), "--repeat", str(args.repeat)]
+    result = subprocess.run(command, env=env, stdout=subprocess.PIPE, text=True, check=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, help="run directory (default: train a 1-epoch efficientnet_lite0 run)")
@@ -63,35 +93,31 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeat", type=int, default=2, help="best of N runs per method")
     parser.add_argument("--int8", action="store_true", help="also time an int8 ONNX export")
+    parser.add_argument("--measure", help=argparse.SUPPRESS)  # a child process timing one method
     args = parser.parse_args()
+    if args.measure:
+        print(json.dumps(measure(args.measure, args.model, args.images, args.batch_size, args.repeat)))
+        return
 
     work = Path(tempfile.mkdtemp(prefix="imgcls-bench-"))
     run = args.model or Classifier.train(args.images, strategy="feature-extraction", epochs=1, out=work,
                                          name="bench").path
     classifier = Classifier.load(run)
     checkpoint = classifier.predictor.source
-    exports = {"onnx": classifier.export("onnx", out=work / "model.onnx")["path"]}
+    methods = {"per-image loop (seeds)": ("loop", checkpoint), "imgcls torch": ("torch", checkpoint),
+               "imgcls onnx": ("onnx", classifier.export("onnx", out=work / "model.onnx")["path"])}
     if args.int8:
-        exports["onnx int8"] = classifier.export("onnx", quantize="int8", out=work / "model.int8.onnx")["path"]
-    paths = expand_image_paths([args.images])
-    warm = paths[:8]
-    print(f"model {checkpoint} ({classifier.predictor.info.get('arch')}), {len(paths)} images from {args.images}, "
-          f"batch {args.batch_size}, {torch.get_num_threads()} torch threads")
-
-    per_image_loop(checkpoint, warm)
-    base_s, base_labels = timed(lambda: per_image_loop(checkpoint, paths), args.repeat)
-    rows = [("per-image loop (seeds)", base_s, 1.0, 1.0)]
-    for name, model_path in [("imgcls torch", checkpoint), *exports.items()]:
-        predictor = Predictor.load(model_path)
-        predictor.predict(warm, batch_size=args.batch_size)
-        seconds, labels = timed(lambda p=predictor: [r.label for r in p.predict(paths, batch_size=args.batch_size)],
-                                args.repeat)
-        same = sum(a == b for a, b in zip(labels, base_labels)) / len(paths)
-        rows.append((f"imgcls {name}" if not name.startswith("imgcls") else name, seconds, base_s / seconds, same))
-
+        methods["imgcls onnx int8"] = ("onnx", classifier.export("onnx", quantize="int8",
+                                                                 out=work / "model.int8.onnx")["path"])
+    print(f"model {checkpoint} ({classifier.predictor.info.get('arch')}), images from {args.images}, "
+          f"batch {args.batch_size}, best of {args.repeat}; each method in its own process, the loop untuned")
+    results = {name: in_child(method, Path(path), args) for name, (method, path) in methods.items()}
+    base = results["per-image loop (seeds)"]
     print(f"\n{'method':28} {'seconds':>8} {'images/s':>9} {'speed-up':>9} {'same top-1':>11}")
-    for name, seconds, speedup, same in rows:
-        print(f"{name:28} {seconds:8.2f} {len(paths) / seconds:9.1f} {speedup:8.1f}x {same:10.1%}")
+    for name, result in results.items():
+        same = sum(a == b for a, b in zip(result["labels"], base["labels"])) / result["images"]
+        print(f"{name:28} {result['seconds']:8.2f} {result['images'] / result['seconds']:9.1f} "
+              f"{base['seconds'] / result['seconds']:8.1f}x {same:10.1%}")
 
 
 if __name__ == "__main__":

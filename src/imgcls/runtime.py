@@ -1,7 +1,8 @@
 """Process settings for fast CPU work, applied once when imgcls is imported (before torch loads).
 
 Both are standard CPU-inference advice (Intel's and PyTorch's CPU performance guides) that a
-tutorial loop never applies; each keeps a value the user set.
+tutorial loop never applies; each keeps a value the user set. ``IMGCLS_NO_TUNING=1`` applies neither
+(the benchmarks' plain recipes import imgcls only for its weight loader and must run untuned).
 """
 
 from __future__ import annotations
@@ -14,11 +15,16 @@ import os
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
 
 
+def tuning_wanted() -> bool:
+    return not os.environ.get("IMGCLS_NO_TUNING")
+
+
 def set_passive_openmp() -> None:
     """OpenMP threads that spin while they wait take the cores that loader workers and other programs
     need: on 2 shared cores a training step ran 20-50x slower. Passive threads sleep instead. This must
     be set before torch is first imported."""
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if tuning_wanted():
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def keep_freed_memory() -> bool:
@@ -31,7 +37,7 @@ def keep_freed_memory() -> bool:
     more resident memory. The same effect as preloading jemalloc or tcmalloc, without either. Returns
     whether the settings were applied (glibc only; skipped when the user tunes malloc).
     """
-    if os.environ.get("IMGCLS_KEEP_MALLOC") or os.environ.get("GLIBC_TUNABLES", "").find("malloc") >= 0 or any(
+    if not tuning_wanted() or "malloc" in os.environ.get("GLIBC_TUNABLES", "") or any(
             name.startswith("MALLOC_") for name in os.environ):
         return False
     try:
