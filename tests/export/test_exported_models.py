@@ -49,3 +49,23 @@ def test_a_corrupt_export_is_a_user_error(tmp_path, name):
     path.write_bytes(b"\x00not a model\xff" * 64)
     with pytest.raises(CheckpointError, match="is not a usable"):
         Predictor.load(path)
+
+
+def test_onnx_folder_prediction_one_thread_per_core_matches_the_run(exported_run, tiny_data, tmp_path, caplog):
+    """More images than one slice: the ONNX backend decodes and runs slices on every core at once; the
+    answers, their order and the skipped broken file must be those of the run itself."""
+    import shutil
+
+    folder = tmp_path / "photos"
+    shutil.copytree(tiny_data / "val", folder)
+    (folder / "checker" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    onnx = Predictor.load(exported_run / "best.onnx")
+    assert onnx.backend.per_core() is not None
+    with caplog.at_level("WARNING"):
+        got = onnx.predict(folder, topk=3)
+    want = Predictor.load(exported_run).predict(folder, topk=3)
+    assert len(got) == len(want) == 24
+    assert [p.path for p in got] == [p.path for p in want]
+    assert [p.label for p in got] == [p.label for p in want]
+    assert max(abs(a.score - b.score) for a, b in zip(got, want)) < 1e-4
+    assert "broken.jpg" in caplog.text

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from imgcls.data.images import IMAGE_EXTENSIONS, ImageLoadError, is_image_file, 
 from imgcls.data.presets import EvalPreset, Preprocess, UInt8EvalPreset, normalize_batch
 from imgcls.errors import CheckpointError, DataError
 from imgcls.models.checkpoint import load_checkpoint
-from imgcls.models.chunked import forward_in_slices
+from imgcls.models.chunked import CPU_SLICE, forward_in_slices
 from imgcls.rundir import RunDir
 
 log = logging.getLogger(__name__)
@@ -181,6 +182,10 @@ class Predictor:
 
         Workers send uint8 crops (a quarter of the bytes of float ones) and the batch is normalised
         here in one pass."""
+        per_core = getattr(self.backend, "per_core", lambda: None)() if workers is None else None
+        if per_core is not None and len(paths) > CPU_SLICE:
+            yield from self._iter_per_core(paths, per_core)
+            return
         if workers is None:
             workers = min(4, max(0, (os.cpu_count() or 1) - 1)) if len(paths) > batch_size else 0
         dataset = _PathDataset(paths, UInt8EvalPreset(self.preprocess), self.preprocess.resize_size)
@@ -191,6 +196,29 @@ class Predictor:
             probs = (self.probabilities(normalize_batch(batch, self.preprocess)).numpy() if batch is not None
                      else np.zeros((0, len(self.classes))))
             yield indices, probs, list(failed)
+
+    def _iter_per_core(self, paths: Sequence[str], forward: Callable[[torch.Tensor], torch.Tensor]):  # noqa: ANN202
+        """:meth:`iter_probabilities` with one thread per core, each decoding and running slices of
+        :data:`CPU_SLICE` images through a single-threaded ``forward`` (Pillow, torchvision and
+        onnxruntime release the GIL while they work)."""
+        dataset = _PathDataset(paths, UInt8EvalPreset(self.preprocess), self.preprocess.resize_size)
+
+        def run(indices: range) -> tuple[list[int], np.ndarray, list[int]]:
+            batch, good, failed = _collate([dataset[i] for i in indices])
+            for index, reason in failed.items():
+                log.warning("skipped %s: %s", paths[index], reason)
+            if batch is None:
+                return good, np.zeros((0, len(self.classes)), dtype=np.float32), list(failed)
+            return good, torch.softmax(forward(normalize_batch(batch, self.preprocess)), dim=1).numpy(), list(failed)
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # each thread's resizing and normalising stays on its own core
+        try:
+            with ThreadPoolExecutor(max(1, threads)) as pool:
+                yield from pool.map(run, [range(i, min(i + CPU_SLICE, len(paths)))
+                                          for i in range(0, len(paths), CPU_SLICE)])
+        finally:
+            torch.set_num_threads(threads)
 
     def labelled(self, path: str, probs: np.ndarray, topk: int = 5) -> Prediction:
         order = np.argsort(-probs)[:max(1, min(topk, len(self.classes)))]
