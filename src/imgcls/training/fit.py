@@ -150,10 +150,11 @@ def build_trainer(config: TrainConfig, run: RunDir, callbacks: list[pl.Callback]
 
 
 # the job ----------------------------------------------------------------------------------------
-def train(config: TrainConfig, callbacks: list[pl.Callback] | None = None) -> RunDir:
-    """Train as ``config`` says; returns the finished run directory. ``callbacks`` join Lightning's."""
+def prepare(config: TrainConfig, verb: str = "train") -> tuple[TrainConfig, DataSource, CreatedModel]:
+    """The data and the model ``config`` names, resolved once for ``imgcls train`` and ``imgcls lr-find``;
+    the config comes back completed (defaults that depend on the data, the model's image size)."""
     if not config.data:
-        raise ConfigError("no DATA given; pass a folder (or cifar10) as `imgcls train DATA`, or `data:` in --config")
+        raise ConfigError(f"no DATA given; pass a folder (or cifar10) as `imgcls {verb} DATA`, or `data:` in --config")
     _quiet_lightning()
     quiet_other_ranks()
     pl.seed_everything(config.seed, workers=True, verbose=False)
@@ -166,8 +167,12 @@ def train(config: TrainConfig, callbacks: list[pl.Callback] | None = None) -> Ru
     config = resolve_config(config, source)
     created = create_model(config.model, len(source.classes), pretrained=config.pretrained, weights=config.weights,
                            img_size=config.img_size, cifar_stem=config.cifar_stem)
-    config = update_config(config, img_size=created.preprocess.img_size)
+    return update_config(config, img_size=created.preprocess.img_size), source, created
 
+
+def train(config: TrainConfig, callbacks: list[pl.Callback] | None = None) -> RunDir:
+    """Train as ``config`` says; returns the finished run directory. ``callbacks`` join Lightning's."""
+    config, source, created = prepare(config)
     run = create_run_dir(config.out, config.name, config.devices, config.num_nodes)  # one run for all ranks
     config = resolve_auto_lr(config, source, created, run.path)  # --lr auto: lr-find first
     if is_rank_zero():
@@ -193,8 +198,10 @@ def fit(config: TrainConfig, source: DataSource, created: CreatedModel, run: Run
     best_state: dict[str, Any] | None = None
     val_features: dict[int, torch.Tensor] = {}  # stage index -> val embeddings, for stages trained on the cache
     for stage in stages[first:]:
+        total = history.epoch_offset + sum(s.epochs for s in stages[stage.index:])  # for "epoch k of N"
         trainer, best, stage_val_features = fit_stage(config, source, created, run, stage, history, best_state,
-                                                      resume_from if stage.index == first else None, callbacks or [])
+                                                      resume_from if stage.index == first else None, callbacks or [],
+                                                      total)
         if stage_val_features is not None:
             val_features[stage.index] = stage_val_features
         if trainer.interrupted:
@@ -235,9 +242,10 @@ def resume_point(last: Path) -> tuple[int, int]:
 
 def fit_stage(config: TrainConfig, source: DataSource, created: CreatedModel, run: RunDir, stage: Stage,
               history: RunHistory, best_state: dict[str, Any] | None, resume_from: Path | None,
-              callbacks: list[pl.Callback]) -> tuple[pl.Trainer, pl.Callback, torch.Tensor | None]:
+              callbacks: list[pl.Callback], total_epochs: int) -> tuple[pl.Trainer, pl.Callback, torch.Tensor | None]:
     """One Lightning fit: the head on cached features, or the network on images; returns the trainer, the
-    best-checkpoint callback and, when the stage ran on the cache, the val embeddings."""
+    best-checkpoint callback and, when the stage ran on the cache, the val embeddings. ``total_epochs`` is
+    the run's last epoch number, for progress."""
     model = created.model
     settings = apply_stage(model, stage)
     on_features = stage.frozen and use_feature_cache(config, created, source)
@@ -264,10 +272,7 @@ def fit_stage(config: TrainConfig, source: DataSource, created: CreatedModel, ru
     best, last = run_checkpoints(run)
     if best_state:
         best.load_state_dict(best_state)  # a later stage must beat the best epoch of the earlier ones
-    total = history.epoch_offset + sum(s.epochs for s in plan_stages(config.strategy, config.epochs, config.lr,
-                                                                     config.layer_decay, config.warmup_epochs,
-                                                                     config.head_epochs)[stage.index:])
-    progress = (EpochProgressBar if sys.stderr.isatty() else EpochLog)(total, history.epoch_offset)
+    progress = (EpochProgressBar if sys.stderr.isatty() else EpochLog)(total_epochs, history.epoch_offset)
     trainer = build_trainer(config, run, [history, SaveOnInterrupt(run), best, last, *callbacks], stage.epochs,
                             progress)
     sigint = signal.getsignal(signal.SIGINT)

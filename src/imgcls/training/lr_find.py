@@ -163,18 +163,7 @@ def resolve_auto_lr(config: TrainConfig, source: DataSource, created: CreatedMod
 
 def lr_find(config: TrainConfig, out: str | Path, steps: int = DEFAULT_STEPS) -> LrFinding:
     """``imgcls lr-find``: data and model resolved exactly as ``imgcls train`` does, then the range test."""
-    from imgcls.data.source import resolve_data
-    from imgcls.models.factory import create_model, resolve_arch
-    from imgcls.training.fit import _quiet_lightning, describe_data, resolve_config
+    from imgcls.training.fit import prepare
 
-    if not config.data:
-        raise ConfigError("no DATA given; pass a folder (or cifar10) as `imgcls lr-find DATA`")
-    _quiet_lightning()
-    pl.seed_everything(config.seed, workers=True, verbose=False)
-    resolve_arch(config.model)
-    source = resolve_data(config.data, val_split=config.val_split, seed=config.seed)
-    describe_data(source)
-    config = resolve_config(config, source)
-    created = create_model(config.model, len(source.classes), pretrained=config.pretrained, weights=config.weights,
-                           img_size=config.img_size)
-    return find_lr(update_config(config, img_size=created.preprocess.img_size), source, created, Path(out), steps)
+    config, source, created = prepare(config, verb="lr-find")
+    return find_lr(config, source, created, Path(out), steps)
