@@ -58,6 +58,11 @@ class TorchBackend:
             batch = batch.contiguous(memory_format=torch.channels_last)
         return forward_in_slices(self.model, batch, self.device.type == "cpu").float().cpu()
 
+    def per_core(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        """This forward pass, to be called from one thread per core at once (CPU only; see
+        :meth:`Predictor._iter_per_core`). A module in eval mode under inference mode is safe to share."""
+        return self if self.device.type == "cpu" else None
+
 
 Backend = Callable[[torch.Tensor], torch.Tensor]
 
