@@ -19,8 +19,13 @@ def predictor(tiny_run: Path) -> Predictor:
 
 def test_batched_parallel_decoding_gives_the_per_image_answers(predictor, tiny_data):
     folder = tiny_data / "val"
-    one_by_one = predictor.predict(folder, batch_size=1)
-    batched = list(predictor.iter_probabilities([p.path for p in one_by_one], batch_size=5, workers=2))
+    per_core = predictor.predict(folder)  # the default on CPU: a thread per core, slices of 8
+    paths = [p.path for p in per_core]
+    one_by_one = [predictor.labelled(paths[i], row) for indices, probs, _ in
+                  predictor.iter_probabilities(paths, batch_size=1, workers=0) for i, row in zip(indices, probs)]
+    assert [p.label for p in per_core] == [p.label for p in one_by_one]
+    assert [p.score for p in per_core] == pytest.approx([p.score for p in one_by_one], abs=1e-5)
+    batched = list(predictor.iter_probabilities(paths, batch_size=5, workers=2))  # decoding processes
     assert sum(len(indices) for indices, _, _ in batched) == len(one_by_one) == 24
     for indices, probs, failed in batched:
         assert failed == []
