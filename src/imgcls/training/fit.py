@@ -257,18 +257,7 @@ def fit_stage(config: TrainConfig, source: DataSource, created: CreatedModel, ru
     recipe = {**_recipe(config, source), **settings, "inputs": "features" if on_features else "images",
               "epoch_offset": history.epoch_offset}
     module = ClassifierModule(model, meta, recipe)
-    if on_features:
-        train_set, val_set = train_val_features(model, source, created.preprocess, created.spec.to_dict(),
-                                                mirror=mirror_features(config), batch_size=2 * config.batch_size,
-                                                workers=config.workers)
-        datamodule: pl.LightningDataModule = FeatureDataModule(
-            (train_set.features, train_set.labels), (val_set.features, val_set.labels),
-            num_classes=len(source.classes), batch_size=config.batch_size, balance=config.balance, seed=config.seed)
-    else:
-        datamodule = ImageDataModule(source, created.preprocess, batch_size=config.batch_size, workers=config.workers,
-                                     augment=config.augment, hflip=config.hflip, balance=config.balance,
-                                     seed=config.seed,
-                                     decoded_cache=use_decoded_cache(config, source, created.preprocess))
+    datamodule, val_features = make_datamodule(config, source, created, on_features)
     best, last = run_checkpoints(run)
     if best_state:
         best.load_state_dict(best_state)  # a later stage must beat the best epoch of the earlier ones
@@ -282,7 +271,22 @@ def fit_stage(config: TrainConfig, source: DataSource, created: CreatedModel, ru
         raise TrainingInterrupted(f"training interrupted; resume with: imgcls train --resume {run.path}") from exc
     finally:
         _restore_sigint(sigint)
-    return trainer, best, val_set.features if on_features else None
+    return trainer, best, val_features
+
+
+def make_datamodule(config: TrainConfig, source: DataSource, created: CreatedModel,
+                    on_features: bool) -> tuple[pl.LightningDataModule, torch.Tensor | None]:
+    """The stage's data: embeddings from the feature cache (and the val ones, returned too), or images."""
+    if on_features:
+        train_set, val_set = train_val_features(created.model, source, created.preprocess, created.spec.to_dict(),
+                                                mirror=mirror_features(config), batch_size=2 * config.batch_size,
+                                                workers=config.workers)
+        return FeatureDataModule((train_set.features, train_set.labels), (val_set.features, val_set.labels),
+                                 num_classes=len(source.classes), batch_size=config.batch_size,
+                                 balance=config.balance, seed=config.seed), val_set.features
+    return ImageDataModule(source, created.preprocess, batch_size=config.batch_size, workers=config.workers,
+                           augment=config.augment, hflip=config.hflip, balance=config.balance, seed=config.seed,
+                           decoded_cache=use_decoded_cache(config, source, created.preprocess)), None
 
 
 def _restore_sigint(handler: Any) -> None:

@@ -20,7 +20,6 @@ from typing import Any
 import lightning.pytorch as pl
 
 from imgcls.config import TrainConfig, update_config
-from imgcls.data.datamodule import ImageDataModule
 from imgcls.data.source import DataSource
 from imgcls.errors import ConfigError
 from imgcls.models.checkpoint import checkpoint_meta
@@ -62,18 +61,20 @@ def _search_strategy(strategy: str) -> str:
 
 
 def _finder_parts(config: TrainConfig, source: DataSource, created: CreatedModel) -> tuple[ClassifierModule, Any]:
-    """The module and training loader as ``fit`` builds them (same recipe, preprocessing and augmentation)."""
-    from imgcls.training.fit import _recipe  # the recipe of a real run; imported late: fit imports this module
+    """The module and training loader as ``fit`` builds them (same recipe, preprocessing and augmentation;
+    a frozen backbone's cached embeddings, so the range test does not run the backbone at every step)."""
+    # imported late: fit imports this module
+    from imgcls.training.fit import _recipe, make_datamodule, use_feature_cache
 
     strategy = _search_strategy(config.strategy or "scratch")
     frozen = strategy == "feature-extraction"
     (freeze_backbone if frozen else unfreeze)(created.model)
-    settings = {"frozen": frozen}
+    on_features = frozen and use_feature_cache(config, created, source)
+    settings = {"frozen": frozen, "inputs": "features" if on_features else "images"}
     placeholder = update_config(config, lr=default_lr(strategy, config.optimizer), scheduler="none")
     meta = checkpoint_meta(created.spec, source.classes, created.preprocess, strategy=config.strategy)
     module = _FinderModule(created.model, meta, {**_recipe(placeholder, source), **settings})
-    datamodule = ImageDataModule(source, created.preprocess, batch_size=config.batch_size, workers=config.workers,
-                                 augment=config.augment, hflip=config.hflip, balance=config.balance, seed=config.seed)
+    datamodule, _ = make_datamodule(config, source, created, on_features)
     datamodule.setup("fit")
     return module, datamodule.train_dataloader()
 
