@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
 
 
 def classification_metrics(labels: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict[str, Any]:
@@ -14,6 +13,9 @@ def classification_metrics(labels: np.ndarray, probs: np.ndarray, classes: list[
     Rows of the confusion matrix are true classes, columns predicted, both in ``classes`` order.
     Macro F1 averages over the classes that occur (as true or predicted labels).
     """
+    # Imported here: scikit-learn brings SciPy, 1.5 s that predict and serve (which load this package) never use.
+    from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
+
     labels = np.asarray(labels, dtype=np.int64)
     preds = probs.argmax(axis=1) if len(probs) else np.zeros(0, dtype=np.int64)
     every = list(range(len(classes)))
