@@ -15,6 +15,19 @@ import os
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
 
 
+def usable_cpus() -> int:
+    """The cores this process may run on (its affinity mask, which containers and taskset narrow)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def cpu_loader_workers() -> int:
+    """Image-decoding processes beside a model running on the CPU: up to 4, one core left to the model."""
+    return max(0, min(4, usable_cpus() - 1))
+
+
 def tuning_wanted() -> bool:
     return not os.environ.get("IMGCLS_NO_TUNING")
 

@@ -36,6 +36,7 @@ from torch.utils.data import Dataset
 from imgcls.cache import cache_dir, content_key
 from imgcls.data.images import ImageLoadError, load_image
 from imgcls.errors import DataError
+from imgcls.runtime import usable_cpus
 
 log = logging.getLogger(__name__)
 
@@ -235,17 +236,13 @@ def should_cache(mode: str, paths: Sequence[str] | None, side: int, typical_side
     return True, f"large images (typical shorter side {typical_side} px) decode once instead of every epoch"
 
 
-def build_processes() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
 def cached_datasets(source: Any, pre: Any, augment: str, hflip: bool) -> tuple[Dataset, dict[str, Dataset]]:
     """Train and eval datasets of ``source`` (a DataSource of image files) read from the cache."""
     from imgcls.data.presets import UInt8EvalPreset, UInt8TrainPreset
 
     def dataset(split: str, transform: Any) -> Dataset:
         paths = source.paths(split)
-        return DecodedImageDataset(open_or_build(paths, pre.resize_size, build_processes()), source.labels(split),
+        return DecodedImageDataset(open_or_build(paths, pre.resize_size, usable_cpus()), source.labels(split),
                                    transform)
 
     evals = {split: dataset(split, UInt8EvalPreset(pre)) for split in ("val", "test") if split in source.splits}

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from imgcls.cache import cache_dir, content_key
 from imgcls.data.images import ImageLoadError, decode_image, open_image
+from imgcls.runtime import usable_cpus
 
 log = logging.getLogger(__name__)
 
@@ -170,8 +171,7 @@ def _cached(paths: Sequence[str], decode: bool) -> dict[str, FileRecord]:
 
 # the pool ---------------------------------------------------------------------------------------
 def default_workers() -> int:
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(8, cpus))
+    return min(8, usable_cpus())
 
 
 def _pool(workers: int) -> ProcessPoolExecutor:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from imgcls.evaluation.calibration import Calibration, calibration
 from imgcls.evaluation.metrics import classification_metrics
 from imgcls.inference.predictor import Predictor
 from imgcls.rundir import RunDir
+from imgcls.runtime import cpu_loader_workers
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ def evaluate_predictor(predictor: Predictor, source: DataSource, split: str = "v
     if len(dataset) == 0:
         raise DataError(f"the {split} split of {source.spec} holds no images")
     if workers is None:
-        workers = min(4, max(0, (os.cpu_count() or 1) - 1)) if len(dataset) > batch_size else 0
+        workers = cpu_loader_workers() if len(dataset) > batch_size else 0
     labels, probs, done = [], [], 0
     for batch, target in DataLoader(dataset, batch_size=batch_size, num_workers=workers):
         batch_probs = predictor.probabilities(batch)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
@@ -12,16 +11,9 @@ import torch
 from imgcls.errors import CheckpointError, first_line
 from imgcls.export.metadata import META_KEY, ExportMeta
 from imgcls.models.chunked import forward_in_slices
+from imgcls.runtime import usable_cpus
 
 log = logging.getLogger(__name__)
-
-
-def cpu_threads() -> int:
-    """Threads for one forward pass: the cores this process may use."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def session_options(threads: int | None = None):  # noqa: ANN201 - onnxruntime.SessionOptions
@@ -30,7 +22,7 @@ def session_options(threads: int | None = None):  # noqa: ANN201 - onnxruntime.S
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL  # a CNN is a chain: parallelism is within ops
-    options.intra_op_num_threads = threads or cpu_threads()
+    options.intra_op_num_threads = threads or usable_cpus()
     options.inter_op_num_threads = 1
     # Spinning threads burn the cores the image-decoding workers need between batches.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")

@@ -8,7 +8,6 @@ checkpoints here; exported ONNX and TorchScript files register theirs in :data:`
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from imgcls.errors import CheckpointError, DataError
 from imgcls.models.checkpoint import load_checkpoint
 from imgcls.models.chunked import CPU_SLICE, forward_in_slices
 from imgcls.rundir import RunDir
+from imgcls.runtime import cpu_loader_workers
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +192,7 @@ class Predictor:
             yield from self._iter_per_core(paths, per_core)
             return
         if workers is None:
-            workers = min(4, max(0, (os.cpu_count() or 1) - 1)) if len(paths) > batch_size else 0
+            workers = cpu_loader_workers() if len(paths) > batch_size else 0
         dataset = _PathDataset(paths, UInt8EvalPreset(self.preprocess), self.preprocess.resize_size)
         loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=_collate)
         for batch, indices, failed in loader:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import time
 from typing import Any
 
@@ -23,12 +22,9 @@ import torch.nn.functional as F
 from timm.optim import create_optimizer_v2
 
 from imgcls.config import TrainConfig, load_train_config
+from imgcls.runtime import usable_cpus
 
 log = logging.getLogger(__name__)
-
-
-def _cpus() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def measure_data(config: TrainConfig, source: Any, pre: Any, batches: int) -> dict[str, Any]:
@@ -125,9 +121,9 @@ def advice(config: TrainConfig, data: dict[str, Any], model: dict[str, Any], ima
     if data["images_per_second"] < model["images_per_second"]:
         if image_files and not data["cache"]:
             tips.append("--cache on: decode each image once instead of every epoch")
-        if config.workers < _cpus():
-            tips.append(f"--workers {min(_cpus(), max(2, 2 * config.workers))}: more loader processes "
-                        f"({_cpus()} CPU cores here)")
+        if config.workers < usable_cpus():
+            tips.append(f"--workers {min(usable_cpus(), max(2, 2 * config.workers))}: more loader processes "
+                        f"({usable_cpus()} CPU cores here)")
         if data["img_size"] > 224:
             tips.append("a smaller --img-size: fewer pixels to crop and resize per image")
         if not tips:

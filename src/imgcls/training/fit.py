@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import re
 import signal
 import sys
@@ -32,6 +31,7 @@ from imgcls.models.checkpoint import checkpoint_meta, load_checkpoint, read_chec
 from imgcls.models.factory import SCRATCH_MODELS, CreatedModel, create_model, resolve_arch
 from imgcls.models.module import ClassifierModule
 from imgcls.rundir import RunDir
+from imgcls.runtime import cpu_loader_workers, usable_cpus
 from imgcls.training.callbacks import (AtomicCheckpointIO, EpochLog, EpochProgressBar, RunHistory, SaveOnInterrupt,
                                       run_checkpoints)
 from imgcls.training.features import head_matches_model, supports_cached_features, train_val_features
@@ -49,8 +49,7 @@ log = logging.getLogger(__name__)
 # settings -------------------------------------------------------------------------------------
 def default_workers() -> int:
     """Loader processes: leave the cores to the model on small CPU machines, more with a GPU."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return min(8, cpus) if torch.cuda.is_available() else max(0, min(4, cpus - 1))
+    return min(8, usable_cpus()) if torch.cuda.is_available() else cpu_loader_workers()
 
 
 def default_precision() -> str:
