@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from imgcls.errors import RunDirError
+from imgcls.errors import RunDirError, first_line
 
 
 def _umask() -> int:
@@ -51,7 +51,7 @@ def read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0][:120]
+        reason = getattr(exc, "strerror", None) or first_line(exc, 120)
         raise RunDirError(f"cannot read {path} ({reason}); the run directory is damaged, retrain or restore it") from None
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError, features
 
-from imgcls.errors import DataError
+from imgcls.errors import DataError, first_line
 
 # Lower-case suffixes that are treated as images. Anything else in a class folder
 # (.DS_Store, Thumbs.db, notes.txt, ...) is not an image and is ignored.
@@ -54,11 +54,6 @@ def is_image_file(path: str | Path) -> bool:
     return not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:200]
-
-
 def open_image(source: str | Path | bytes, name: str | Path | None = None) -> Image.Image:
     """Open (header only) and check the size, so a bomb or a non-image fails before decoding.
 
@@ -70,13 +65,13 @@ def open_image(source: str | Path | bytes, name: str | Path | None = None) -> Im
             warnings.simplefilter("ignore")
             image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source, formats=RASTER_FORMATS)
     except Image.DecompressionBombError as exc:
-        raise ImageLoadError(label, "decompression-bomb", _first_line(exc)) from None
+        raise ImageLoadError(label, "decompression-bomb", first_line(exc)) from None
     except UnidentifiedImageError:
         raise ImageLoadError(label, "not-an-image", "not a recognised image format") from None
     except FileNotFoundError:
         raise ImageLoadError(label, "missing", "file not found") from None
     except Exception as exc:  # noqa: BLE001 - Pillow's plugins raise many types on hostile input
-        raise ImageLoadError(label, "corrupt", f"unreadable header ({_first_line(exc)})") from None
+        raise ImageLoadError(label, "corrupt", f"unreadable header ({first_line(exc)})") from None
     width, height = image.size
     if width < 1 or height < 1:
         image.close()
@@ -129,7 +124,7 @@ def decode_image(image: Image.Image, label: str | Path, draft_size: int | None =
                 pass
             return to_rgb(image)
     except Exception as exc:  # noqa: BLE001 - any failure to decode an untrusted file is the file's fault
-        raise ImageLoadError(label, "corrupt", f"cannot decode ({_first_line(exc)})") from None
+        raise ImageLoadError(label, "corrupt", f"cannot decode ({first_line(exc)})") from None
 
 
 def load_image(source: str | Path | bytes, draft_size: int | None = None, name: str | Path | None = None

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from imgcls.data.presets import Preprocess
-from imgcls.errors import CheckpointError, ImgclsError
+from imgcls.errors import CheckpointError, ImgclsError, first_line
 from imgcls.models.factory import ModelSpec, build_model
 from imgcls.models.safe_load import safe_torch_load
 
@@ -68,13 +68,13 @@ class LoadedCheckpoint:
             raise
         except Exception as exc:  # noqa: BLE001 - a damaged or foreign spec fails inside timm in many ways
             raise CheckpointError(f"{self.path}: cannot build its network '{self.spec.arch}' "
-                                  f"({str(exc).splitlines()[0][:160]}); the checkpoint is damaged or comes "
+                                  f"({first_line(exc, 160)}); the checkpoint is damaged or comes "
                                   f"from a newer imgcls or timm") from None
         try:
             model.load_state_dict(self.state_dict)
         except (RuntimeError, TypeError, ValueError, KeyError) as exc:
             raise CheckpointError(f"{self.path}: weights do not fit {self.spec.arch} "
-                                  f"({str(exc).splitlines()[0]}); the checkpoint is damaged") from None
+                                  f"({first_line(exc)}); the checkpoint is damaged") from None
         return model.eval()
 
 

@@ -14,12 +14,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from imgcls.errors import ImgclsError
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [line for line in str(exc).splitlines() if line.strip()]
-    return (lines[0] if lines else type(exc).__name__)[:160]
+from imgcls.errors import ImgclsError, first_line
 
 
 def safe_torch_load(path: str | Path, error: type[ImgclsError], fix: str) -> Any:
@@ -42,4 +37,4 @@ def safe_torch_load(path: str | Path, error: type[ImgclsError], fix: str) -> Any
         raise error(f"{path} is not a PyTorch tensor file (a plain pickle or a damaged file; refused "
                     f"without unpickling it): {fix}") from None
     except Exception as exc:  # noqa: BLE001 - zip, storage and pickle readers fail in many ways on a bad file
-        raise error(f"{path} is corrupt or not a PyTorch file ({_first_line(exc)}): {fix}") from None
+        raise error(f"{path} is corrupt or not a PyTorch file ({first_line(exc, 160)}): {fix}") from None
