@@ -27,13 +27,10 @@ from imgcls.runtime import usable_cpus
 log = logging.getLogger(__name__)
 
 
-def measure_data(config: TrainConfig, source: Any, pre: Any, batches: int) -> dict[str, Any]:
-    from imgcls.data.datamodule import ImageDataModule
-    from imgcls.data.decoded_cache import use_decoded_cache
+def measure_data(config: TrainConfig, source: Any, created: Any, batches: int) -> dict[str, Any]:
+    from imgcls.training.fit import make_datamodule  # the training loader itself, images not cached features
 
-    cached = use_decoded_cache(config, source, pre)
-    module = ImageDataModule(source, pre, batch_size=config.batch_size, workers=config.workers,
-                             augment=config.augment, hflip=config.hflip, decoded_cache=cached)
+    module, _ = make_datamodule(config, source, created, on_features=False)
     start = time.perf_counter()
     module.prepare_data()  # builds the cache when it is on and missing: a one-off cost, reported apart
     module.setup("fit")
@@ -59,8 +56,8 @@ def measure_data(config: TrainConfig, source: Any, pre: Any, batches: int) -> di
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
     return {"images_per_second": round(count / seconds, 1), "images": count, "batch_size": config.batch_size,
-            "workers": config.workers, "cache": cached, "setup_seconds": round(build_seconds, 2),
-            "img_size": pre.img_size, "train_images": len(source.labels("train"))}
+            "workers": config.workers, "cache": module.decoded_cache, "setup_seconds": round(build_seconds, 2),
+            "img_size": created.preprocess.img_size, "train_images": len(source.labels("train"))}
 
 
 def _autocast(precision: str, device: torch.device) -> Any:
@@ -142,19 +139,13 @@ def advice(config: TrainConfig, data: dict[str, Any], model: dict[str, Any], ima
 def bench(data: str, model: str | None = None, *, batches: int = 4, steps: int = 2, config_file: Any = None,
           **options: Any) -> dict[str, Any]:
     """``{"data", "model", "bound", "advice"}`` for training ``model`` on ``data`` with ``options``."""
-    from imgcls.data.source import resolve_data
-    from imgcls.models.factory import create_model, resolve_arch
-    from imgcls.training.fit import resolve_config
+    from imgcls.training.fit import prepare
 
-    config = load_train_config(config_file, data=str(data), model=model, **options)
-    resolve_arch(config.model)
-    source = resolve_data(config.data, val_split=config.val_split, seed=config.seed)
-    config = resolve_config(config, source)
-    created = create_model(config.model, len(source.classes), pretrained=config.pretrained, weights=config.weights,
-                           img_size=config.img_size)
+    config, source, created = prepare(load_train_config(config_file, data=str(data), model=model, **options),
+                                      verb="bench")
     log.info("bench: %s on %s, batch %d, %d loader workers, precision %s", config.model, source.spec,
              config.batch_size, config.workers, config.precision)
-    data_figures = measure_data(config, source, created.preprocess, batches)
+    data_figures = measure_data(config, source, created, batches)
     model_figures = measure_model(config, created, steps, len(source.classes))
     bound = "data" if data_figures["images_per_second"] < model_figures["images_per_second"] else "model"
     return {"data": data_figures, "model": model_figures, "bound": bound,
