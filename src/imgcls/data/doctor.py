@@ -9,7 +9,6 @@ train at all (no images, a single class) is refused.
 from __future__ import annotations
 
 import logging
-import os
 import statistics
 from collections import Counter
 from dataclasses import dataclass, field
@@ -18,7 +17,7 @@ from typing import Any
 
 from imgcls.data.cifar import is_cifar10_spec
 from imgcls.data.filecheck import FileRecord, Progress, inspect_files
-from imgcls.data.folders import class_files, class_folders, data_folder
+from imgcls.data.folders import class_dirs, class_files, data_folder
 from imgcls.data.similar import duplicate_problems
 from imgcls.errors import DataError
 
@@ -128,21 +127,11 @@ def list_data(spec: str | Path) -> Listing:
     listing = Listing(root, layout, {})
     for split, folder in parts.items():
         listing.files[split] = {}
-        for name in class_folders(folder):
-            images, others = class_files(_actual_dir(folder, name))
+        for name, class_folder in class_dirs(folder).items():
+            images, others = class_files(class_folder)
             listing.files[split][name] = images
             listing.others += others
     return listing
-
-
-def _actual_dir(folder: Path, nfc_name: str) -> Path:
-    """The folder on disk for a class name (names are compared in NFC; macOS stores NFD)."""
-    import unicodedata
-
-    for entry in os.scandir(folder):
-        if entry.is_dir() and unicodedata.normalize("NFC", entry.name) == nfc_name:
-            return Path(entry.path)
-    return folder / nfc_name
 
 
 # the checks -------------------------------------------------------------------------------------

@@ -57,11 +57,13 @@ def data_folder(spec: str | Path) -> Path:
     return root
 
 
-def class_folders(root: Path) -> list[str]:
-    """Sub-folder names of ``root`` that can be classes (hidden folders excluded), sorted."""
-    # NFC so a class named on macOS (NFD file names) matches the same name typed elsewhere.
-    return sorted(unicodedata.normalize("NFC", entry.name) for entry in os.scandir(root)
-                  if entry.is_dir() and not entry.name.startswith((".", "__")))
+def class_dirs(root: Path) -> dict[str, Path]:
+    """Class name -> folder, for the sub-folders of ``root`` that can be classes (hidden ones excluded),
+    sorted by name."""
+    # NFC names so a class named on macOS (NFD file names) matches the same name typed elsewhere;
+    # the path keeps the name as it is on disk.
+    return dict(sorted((unicodedata.normalize("NFC", entry.name), Path(entry.path)) for entry in os.scandir(root)
+                       if entry.is_dir() and not entry.name.startswith((".", "__"))))
 
 
 # What file managers and cameras leave in folders: ignored without a word.
@@ -85,10 +87,6 @@ def class_files(folder: Path) -> tuple[list[str], list[str]]:
     return images, others
 
 
-def _image_files(folder: Path) -> list[str]:
-    return class_files(folder)[0]
-
-
 def check_files(paths: list[str], decode: bool | None = None) -> list[Skipped]:
     """Files that cannot be used, with the reason. Every pixel is decoded (so a truncated download is
     caught here, not an hour into training) unless there are more than FULL_CHECK_LIMIT files not
@@ -108,16 +106,15 @@ def scan_folder(root: str | Path, classes: list[str] | None = None) -> FolderSca
     order and folders of other names are skipped with a warning.
     """
     root = Path(root)
-    found = class_folders(root)
-    order = list(classes) if classes is not None else found
+    found = class_dirs(root)
+    order = list(classes) if classes is not None else list(found)
     index = {name: i for i, name in enumerate(order)}
-    by_name = {unicodedata.normalize("NFC", entry.name): entry.name for entry in os.scandir(root) if entry.is_dir()}
     samples: list[Sample] = []
-    for name in found:
+    for name, folder in found.items():
         if name not in index:
             log.warning("%s/%s: class not in training classes %s; skipped", root, name, order)
             continue
-        samples.extend((path, index[name]) for path in _image_files(root / by_name[name]))
+        samples.extend((path, index[name]) for path in class_files(folder)[0])
     skipped = check_files([path for path, _ in samples])
     bad = {s.path for s in skipped}
     samples = [s for s in samples if s[0] not in bad]
