@@ -60,27 +60,26 @@ class EvalPreset:
     Pillow to 2/255 at most."""
 
     def __init__(self, pre: Preprocess):
-        self.transform = v2.Compose([
-            v2.PILToTensor(),
-            v2.Resize(pre.resize_size, interpolation=pre.interpolation_mode, antialias=True),
-            v2.CenterCrop(pre.img_size),
-            *pre.normalize(),
-        ])
+        self.transform = v2.Compose([*eval_steps(pre), *pre.normalize()])
 
     def __call__(self, image):  # noqa: ANN001, ANN204 - PIL image in, tensor out
         return self.transform(image)
 
 
+def eval_steps(pre: Preprocess) -> list[Any]:
+    """The evaluation picture as a uint8 tensor (from a PIL image or a tensor): shorter side resized, centre crop."""
+    return [v2.PILToTensor(),  # tensors pass through
+            v2.Resize(pre.resize_size, interpolation=pre.interpolation_mode, antialias=True),
+            v2.CenterCrop(pre.img_size)]
+
+
 def train_steps(pre: Preprocess, augment: str = "standard", hflip: bool = True) -> list[Any]:
     """The geometric part of training augmentation; works on PIL images and uint8 tensors alike."""
     if augment == "none":
-        steps: list[Any] = [v2.Resize(pre.resize_size, interpolation=pre.interpolation_mode, antialias=True),
-                            v2.CenterCrop(pre.img_size)]
+        steps = eval_steps(pre)
     elif augment == "translate":  # the whole picture, shifted: reflect-pad then crop back to size
-        steps = [v2.Resize(pre.resize_size, interpolation=pre.interpolation_mode, antialias=True),
-                 v2.CenterCrop(pre.img_size),
-                 v2.RandomCrop(pre.img_size, padding=max(1, round(pre.img_size * TRANSLATE_FRACTION)),
-                               padding_mode="reflect")]
+        steps = [*eval_steps(pre), v2.RandomCrop(pre.img_size, padding=max(1, round(pre.img_size * TRANSLATE_FRACTION)),
+                                                 padding_mode="reflect")]
     else:
         steps = [v2.RandomResizedCrop(pre.img_size, scale=AUGMENT_SCALE[augment],
                                       interpolation=pre.interpolation_mode, antialias=True)]
@@ -119,11 +118,7 @@ class UInt8EvalPreset:
     """:class:`EvalPreset` without the normalisation, on a PIL image or a uint8 tensor."""
 
     def __init__(self, pre: Preprocess):
-        self.transform = v2.Compose([
-            v2.PILToTensor(),  # tensors pass through
-            v2.Resize(pre.resize_size, interpolation=pre.interpolation_mode, antialias=True),
-            v2.CenterCrop(pre.img_size),
-        ])
+        self.transform = v2.Compose(eval_steps(pre))
 
     def __call__(self, image: Any) -> torch.Tensor:
         return self.transform(image).contiguous()
