@@ -187,41 +187,40 @@ class Predictor:
 
         Workers send uint8 crops (a quarter of the bytes of float ones) and the batch is normalised
         here in one pass."""
+        dataset = _PathDataset(paths, UInt8EvalPreset(self.preprocess), self.preprocess.resize_size)
         per_core = getattr(self.backend, "per_core", lambda: None)() if workers is None else None
         if per_core is not None and len(paths) > CPU_SLICE:
-            yield from self._iter_per_core(paths, per_core)
+            yield from self._iter_per_core(dataset, per_core)
             return
         if workers is None:
             workers = cpu_loader_workers() if len(paths) > batch_size else 0
-        dataset = _PathDataset(paths, UInt8EvalPreset(self.preprocess), self.preprocess.resize_size)
-        loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=_collate)
-        for batch, indices, failed in loader:
-            for index, reason in failed.items():
-                log.warning("skipped %s: %s", paths[index], reason)
-            probs = (self.probabilities(normalize_batch(batch, self.preprocess)).numpy() if batch is not None
-                     else np.zeros((0, len(self.classes))))
-            yield indices, probs, list(failed)
+        for collated in DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=_collate):
+            yield self._answer(paths, collated, self.backend)
 
-    def _iter_per_core(self, paths: Sequence[str], forward: Callable[[torch.Tensor], torch.Tensor]):  # noqa: ANN202
+    def _answer(self, paths: Sequence[str], collated: tuple[torch.Tensor | None, list[int], dict[int, str]],
+                forward: Callable[[torch.Tensor], torch.Tensor]) -> tuple[list[int], np.ndarray, list[int]]:
+        """(indices, probabilities, failed indices) of one collated batch of uint8 crops; failures are logged."""
+        batch, indices, failed = collated
+        for index, reason in failed.items():
+            log.warning("skipped %s: %s", paths[index], reason)
+        if batch is None:
+            return indices, np.zeros((0, len(self.classes)), dtype=np.float32), list(failed)
+        return indices, torch.softmax(forward(normalize_batch(batch, self.preprocess)), dim=1).numpy(), list(failed)
+
+    def _iter_per_core(self, dataset: _PathDataset, forward: Callable[[torch.Tensor], torch.Tensor]):  # noqa: ANN202
         """:meth:`iter_probabilities` with one thread per core, each decoding and running slices of
         :data:`CPU_SLICE` images through a single-threaded ``forward`` (Pillow, torchvision and
         onnxruntime release the GIL while they work)."""
-        dataset = _PathDataset(paths, UInt8EvalPreset(self.preprocess), self.preprocess.resize_size)
+        count = len(dataset)
 
         def run(indices: range) -> tuple[list[int], np.ndarray, list[int]]:
-            batch, good, failed = _collate([dataset[i] for i in indices])
-            for index, reason in failed.items():
-                log.warning("skipped %s: %s", paths[index], reason)
-            if batch is None:
-                return good, np.zeros((0, len(self.classes)), dtype=np.float32), list(failed)
-            return good, torch.softmax(forward(normalize_batch(batch, self.preprocess)), dim=1).numpy(), list(failed)
+            return self._answer(dataset.paths, _collate([dataset[i] for i in indices]), forward)
 
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # each thread's resizing and normalising stays on its own core
         try:
             with ThreadPoolExecutor(max(1, threads)) as pool:
-                yield from pool.map(run, [range(i, min(i + CPU_SLICE, len(paths)))
-                                          for i in range(0, len(paths), CPU_SLICE)])
+                yield from pool.map(run, [range(i, min(i + CPU_SLICE, count)) for i in range(0, count, CPU_SLICE)])
         finally:
             torch.set_num_threads(threads)
 
