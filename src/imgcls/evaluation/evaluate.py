@@ -79,7 +79,8 @@ def data_for(model_path: str | Path, data: str | None) -> DataSource:
     return resolve_data(data)
 
 
-def _label_map(data_classes: list[str], model_classes: list[str]) -> list[int]:
+def label_map(data_classes: list[str], model_classes: list[str]) -> list[int]:
+    """The model's index of each of the data's classes; :class:`DataError` when the model lacks one."""
     unknown = [c for c in data_classes if c not in model_classes]
     if unknown:
         raise DataError(f"the data has classes the model was not trained on: {', '.join(unknown)}; "
@@ -94,7 +95,7 @@ def evaluate_predictor(predictor: Predictor, source: DataSource, split: str = "v
 
     ``workers`` decode images in parallel with the forward passes (default: up to 4, one core left free,
     none for a split of a single batch, where starting them costs more than they save)."""
-    remap = torch.tensor(_label_map(source.classes, predictor.classes))
+    remap = torch.tensor(label_map(source.classes, predictor.classes))
     dataset = source.dataset(split, predictor.transform, draft_size=predictor.preprocess.resize_size)
     if len(dataset) == 0:
         raise DataError(f"the {split} split of {source.spec} holds no images")
@@ -110,19 +111,20 @@ def evaluate_predictor(predictor: Predictor, source: DataSource, split: str = "v
         done += len(target)
         if progress:
             progress(done, len(dataset))
-    label_array, prob_array = np.concatenate(labels), np.concatenate(probs)
-    return Evaluation(split, predictor.classes, label_array, prob_array, source.paths(split),
-                      classification_metrics(label_array, prob_array, predictor.classes),
-                      images=source.arrays[split][0] if split in source.arrays else None, tta=tta)
+    return _evaluation(source, split, predictor.classes, np.concatenate(labels), np.concatenate(probs), tta)
 
 
 def evaluation_from_probabilities(probs: np.ndarray, classes: list[str], source: DataSource,
                                   split: str = "val") -> Evaluation:
     """The evaluation of probabilities computed elsewhere (one row per image of ``split``, in its order)."""
-    remap = np.array(_label_map(source.classes, classes))
-    labels = remap[np.asarray(source.labels(split))]
-    return Evaluation(split, classes, labels, probs, source.paths(split),
-                      classification_metrics(labels, probs, classes), images=source.arrays[split][0] if split in source.arrays else None)
+    remap = np.array(label_map(source.classes, classes))
+    return _evaluation(source, split, classes, remap[np.asarray(source.labels(split))], probs)
+
+
+def _evaluation(source: DataSource, split: str, classes: list[str], labels: np.ndarray, probs: np.ndarray,
+                tta: bool = False) -> Evaluation:
+    return Evaluation(split, classes, labels, probs, source.paths(split), classification_metrics(labels, probs, classes),
+                      images=source.arrays[split][0] if split in source.arrays else None, tta=tta)
 
 
 def _slug(text: str) -> str:

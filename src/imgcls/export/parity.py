@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
 from imgcls.data.source import DataSource
+from imgcls.evaluation.evaluate import label_map
 from imgcls.inference.predictor import Predictor
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ def check_inputs(predictor: Predictor, source: DataSource | None, split: str = "
     """Up to ``limit`` images of ``split`` preprocessed as ``predictor`` expects; random inputs without data."""
     if source is not None and split in source.splits and all(c in predictor.classes for c in source.classes):
         dataset = source.dataset(split, predictor.transform, draft_size=predictor.preprocess.resize_size)
-        remap = torch.tensor([predictor.classes.index(c) for c in source.classes])
+        remap = torch.tensor(label_map(source.classes, predictor.classes))
         indices = _spread(len(dataset), limit)
         return CheckInputs(_Remapped(Subset(dataset, indices), remap), f"{len(indices)} {split} images", True)
     size = predictor.preprocess.img_size
