@@ -123,26 +123,26 @@ def _calibration_section(evaluation: Evaluation, picture: Path) -> str:
                      f"'90% sure' comes true 90% of the time; bars below it mean the model is overconfident."))
 
 
-def _training_sections(run: RunDir | None, summary: dict[str, Any]) -> str:
+def _training_sections(summary: dict[str, Any], config: dict[str, Any] | None) -> str:
+    """The epochs table and, for a run (``config`` not None), its settings."""
     parts = []
     rows = [[r.get("epoch"), r.get("train_loss"), r.get("train_acc"), r.get("val_loss"), r.get("val_acc"),
              r.get("lr"), h.fmt(r.get("seconds"), 1)] for r in summary.get("epochs", [])]
     if rows:
         parts += [h.heading("Epochs", "에포크별 기록"),
                   h.table(["epoch", "train loss", "train acc", "val loss", "val acc", "lr", "seconds"], rows)]
-    if run is not None:
-        config = run.read_config()
+    if config is not None:
         parts += [h.heading("Settings", "설정"), "<details><summary>every setting of the run (config.yaml)</summary>",
                   h.table(["setting", "value"], [[k, v] for k, v in config.items()]), "</details>"]
     return "".join(parts)
 
 
 def render_report(evaluation: Evaluation, record: dict[str, Any], pictures: dict[str, Path | None],
-                  run: RunDir | None) -> str:
-    summary = run.read_metrics() if run else {}
-    config = run.read_config() if run else {}
+                  run: RunDir | None, summary: dict[str, Any]) -> str:
+    """report.html; ``summary`` is the run's metrics.json ({} without a run)."""
+    config = run.read_config() if run else None
     name = run.path.name if run else Path(record["model"]).name
-    described = [config.get("model"), config.get("strategy")] if run else []
+    described = [config.get("model"), config.get("strategy")] if config is not None else []
     facts = [*(str(x) for x in described if x), f"data {record['data']}",
              f"{record['split']} split, {record['images']} images", f"model file {Path(record['model']).name}"]
     if evaluation.tta:
@@ -159,7 +159,7 @@ def render_report(evaluation: Evaluation, record: dict[str, Any], pictures: dict
              h.note("Rows are the true classes, columns the predicted ones; the diagonal holds the right answers. "
                     "Right: each row divided by its total, so small classes read as clearly as large ones."),
              _gallery_sections(evaluation), _calibration_section(evaluation, pictures["reliability"]),
-             _training_sections(run, summary)]
+             _training_sections(summary, config)]
     return h.page(f"imgcls report: {name}", "".join(body))
 
 
@@ -180,9 +180,9 @@ def write_report(out: str | Path, evaluation: Evaluation, model: Path, source: D
     out = _writable(Path(out))
     name = run.path.name if run else model.name
     title = f"{name} ({evaluation.split})"
-    epochs = run.read_metrics().get("epochs", []) if run else []
+    summary = run.read_metrics() if run else {}
     pictures: dict[str, Path | None] = {
-        "curves": plot_curves(epochs, out / RunDir.CURVES, name) if run else None,
+        "curves": plot_curves(summary.get("epochs", []), out / RunDir.CURVES, name) if run else None,
         "confusion": plot_confusion(evaluation.metrics["confusion_matrix"], evaluation.classes,
                                     out / RunDir.CONFUSION, title),
         "reliability": plot_reliability(evaluation.calibration, out / RELIABILITY, title),
@@ -190,7 +190,7 @@ def write_report(out: str | Path, evaluation: Evaluation, model: Path, source: D
     record = evaluation_record(evaluation, model, source)
     write_json(out / EVALUATION, record)
     report = out / RunDir.REPORT
-    atomic_write_text(report, render_report(evaluation, record, pictures, run))
+    atomic_write_text(report, render_report(evaluation, record, pictures, run, summary))
     return report
 
 
