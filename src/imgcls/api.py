@@ -85,7 +85,6 @@ class Classifier:
             write_report(out, evaluation, self.predictor.source, source, self.run)
         return evaluation.metrics
 
-
     # deploying -----------------------------------------------------------------------------------
     def export(self, format: str = "onnx", quantize: str | None = None, out: str | Path | None = None,  # noqa: A002
                data: str | Path | None = None, tolerance: float = 1e-3, max_accuracy_drop: float = 0.05,

@@ -402,7 +402,6 @@ def doctor(
         typer.echo(format_report(report))
 
 
-
 # bench ------------------------------------------------------------------------------------------
 @app.command()
 def bench(

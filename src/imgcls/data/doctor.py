@@ -234,6 +234,13 @@ def imbalance_problems(train: dict[str, list[str]], folder: Path) -> list[Proble
             for name, n in sorted(counts.items()) if counts[biggest] >= IMBALANCE_RATIO * n]
 
 
+def group_by_kind(problems: list[Problem]) -> dict[str, list[Problem]]:
+    by_kind: dict[str, list[Problem]] = {}
+    for problem in problems:
+        by_kind.setdefault(problem.kind, []).append(problem)
+    return by_kind
+
+
 # before training --------------------------------------------------------------------------------
 WARN_KINDS = ("leak", "duplicate", "near-duplicate", "imbalance")
 NAMED_PER_KIND = 10
@@ -259,9 +266,7 @@ def training_problems(source: Any) -> list[Problem]:
 def check_training_data(source: Any) -> list[Problem]:
     """Warn (stderr) about what would quietly poison a run: leaks, label conflicts, duplicates, imbalance."""
     problems = training_problems(source)
-    by_kind: dict[str, list[Problem]] = {}
-    for problem in problems:
-        by_kind.setdefault(problem.kind, []).append(problem)
+    by_kind = group_by_kind(problems)
     for kind in WARN_KINDS:
         found = by_kind.get(kind, [])
         if not found:
@@ -290,9 +295,7 @@ def format_report(report: DoctorReport, limit: int = 20) -> str:
     if not report.problems:
         lines += ["", "no problems found"]
         return "\n".join(lines)
-    by_kind: dict[str, list[Problem]] = {}
-    for problem in report.problems:
-        by_kind.setdefault(problem.kind, []).append(problem)
+    by_kind = group_by_kind(report.problems)
     lines += ["", f"{len(report.problems)} problems:"]
     for kind in [k for k in KINDS if k in by_kind] + [k for k in by_kind if k not in KINDS]:
         found = by_kind[kind]

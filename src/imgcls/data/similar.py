@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
+
 import numpy as np
 
 from imgcls.data.filecheck import NEAR_DUPLICATE_BITS, FileRecord

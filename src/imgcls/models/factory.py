@@ -16,7 +16,7 @@ from torch import nn
 from imgcls.data.presets import Preprocess
 from imgcls.errors import ModelError, close_matches, first_line
 from imgcls.models.hf import (build_hf_model, check_hf_name, create_hf_model, hf_arch, hub_reachable, in_hub_cache,
-                              is_hf_arch,                               is_hf_name)
+                              is_hf_arch, is_hf_name)
 from imgcls.models.scratch import SCRATCH_MODELS
 from imgcls.models.weights import OFFLINE_WEIGHTS, load_weights_file
 

@@ -105,7 +105,7 @@ class Residual(nn.Sequential):
 
 
 def cifar_resnet9(num_classes: int = 10, in_chans: int = 3, widths: tuple[int, int, int, int] = (64, 128, 256, 512),
-            drop_rate: float = 0.0, **_: object) -> ScratchNet:
+                  drop_rate: float = 0.0, **_: object) -> ScratchNet:
     """ResNet-9 of the DAWNBench CIFAR-10 records (the ancestor of airbench): a prep conv, three stages of
     conv + max-pool, residual pairs of convs after the first and the last. Fast on GPUs at batch 512."""
     w0, w1, w2, w3 = widths
