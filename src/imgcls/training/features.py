@@ -37,7 +37,7 @@ from imgcls.rundir import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: eval pictures resized as uint8 tensors by torchvision (1: by Pillow)
 VIEWS = ("plain", "hflip")
 
 
