@@ -1,4 +1,4 @@
-# The two commands of the README: `make demo` and `make test`.
+# The commands of the README: `make demo`, `make test` (the whole suite, what CI runs) and `make test-fast`.
 # Each creates .venv when missing and installs the project into it.
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
 DEMO_OUT ?= runs
 
-.PHONY: demo test install clean
+.PHONY: demo test test-fast install clean
 
 install: $(VENV)/.installed
 
@@ -23,6 +23,10 @@ demo: install
 
 test: install
 	$(PY) -m pytest -q
+
+# The suite without the tests marked slow (real photos, full training runs, browsers): for the edit-test loop.
+test-fast: install
+	$(PY) -m pytest -q -m "not slow"
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

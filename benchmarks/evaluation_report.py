@@ -18,7 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from imgcls.evaluation.evaluate import data_for, evaluate_predictor
+from imgcls.data.source import data_for
+from imgcls.evaluation.evaluate import evaluate_predictor
 from imgcls.evaluation.fonts import font_face_css
 from imgcls.evaluation.gallery import sample_predictions, shown_images, worst_mistakes
 from imgcls.evaluation.plots import plot_confusion, plot_curves, plot_reliability

@@ -2,6 +2,5 @@
 
 from imgcls.api import Classifier
 from imgcls.errors import ImgclsError
-
-__version__ = "0.1.0"
+from imgcls.version import __version__
 __all__ = ["Classifier", "ImgclsError", "__version__"]

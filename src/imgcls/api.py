@@ -59,10 +59,9 @@ class Classifier:
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu") -> Classifier:
         """A run directory, ``.pt`` checkpoint, exported ``.onnx`` or TorchScript ``.ts`` file."""
-        from imgcls.evaluation.evaluate import run_dir_of
         from imgcls.inference.predictor import Predictor
 
-        return cls(Predictor.load(path, device=device), run_dir_of(path))
+        return cls(Predictor.load(path, device=device), RunDir.of(path))
 
     def predict(self, inputs: str | Path | Iterable[str | Path], topk: int = 5, batch_size: int = 32,
                 progress: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
@@ -75,7 +74,8 @@ class Classifier:
         """Metrics on a split of ``data`` (default: the run's own data and split), in the shape of
         ``imgcls evaluate --json``. ``tta`` averages each image with its mirror image; ``out`` is a folder
         to write the pictures, evaluation.json and report.html into."""
-        from imgcls.evaluation.evaluate import data_for, evaluate_predictor
+        from imgcls.data.source import data_for
+        from imgcls.evaluation.evaluate import evaluate_predictor
 
         source = data_for(self.path, str(data) if data is not None else None)
         evaluation = evaluate_predictor(self.predictor, source, split, tta=tta, progress=progress)

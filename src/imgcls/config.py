@@ -1,7 +1,7 @@
 """Training settings: one validated model, filled from defaults <- YAML file <- command-line flags.
 
 Keys are the flag names (``batch-size`` or ``batch_size`` both work in YAML). ``None`` for a field
-means "decide from the data and model": :func:`imgcls.training.fit.resolve_config` fills those in,
+means "decide from the data and model": :func:`imgcls.training.setup.resolve_config` fills those in,
 and the run's ``config.yaml`` records every value actually used, so it reruns the same training.
 """
 

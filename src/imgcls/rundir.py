@@ -56,7 +56,9 @@ def read_json(path: Path) -> Any:
 
 
 class RunDir:
-    """A run directory on disk, with a property per file of the contract."""
+    """A run directory on disk: the name of every file in it, and a reader and writer for those stages share.
+
+    A folder is a run when it holds config.yaml and best.pt or last.pt (:meth:`is_run_dir`)."""
 
     CONFIG = "config.yaml"
     CLASSES = "classes.json"
@@ -66,7 +68,12 @@ class RunDir:
     SPLIT = "split.json"
     CURVES = "curves.png"
     CONFUSION = "confusion_matrix.png"
+    RELIABILITY = "reliability.png"
     REPORT = "report.html"
+    EVALUATION = "evaluation.json"  # metrics + calibration of a report (the run's, or an eval-SPLIT folder's)
+    LOGS = "logs"  # experiment loggers' folder
+    LR_FIND_PLOT = "lr_find.png"  # --lr auto (and imgcls lr-find --out)
+    LR_FIND_RESULT = "lr_find.json"
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -95,13 +102,24 @@ class RunDir:
 
     @classmethod
     def open(cls, path: str | Path) -> RunDir:
-        """An existing run directory, checked to hold a checkpoint."""
+        """An existing run directory (:meth:`is_run_dir`); :class:`RunDirError` saying what is missing."""
         run = cls(path)
         if not run.path.is_dir():
             raise RunDirError(f"run directory not found: {run.path}; give the folder `imgcls train` printed")
         if not (run.file(cls.BEST).is_file() or run.file(cls.LAST).is_file()):
             raise RunDirError(f"{run.path} holds no best.pt or last.pt; it is not a finished imgcls run")
+        if not run.file(cls.CONFIG).is_file():
+            raise RunDirError(f"{run.path} holds no {cls.CONFIG}; it is not an imgcls run directory")
         return run
+
+    @classmethod
+    def of(cls, path: str | Path) -> RunDir | None:
+        """The run ``path`` belongs to: the run directory itself, or the one holding the file (runs/NAME/best.pt)."""
+        path = Path(path)
+        for candidate in (path, path.parent):
+            if cls.is_run_dir(candidate):
+                return cls(candidate)
+        return None
 
     @staticmethod
     def is_run_dir(path: str | Path) -> bool:

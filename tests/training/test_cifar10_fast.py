@@ -9,6 +9,7 @@ import yaml
 
 from imgcls.data.presets import Preprocess, train_steps
 from imgcls.models.onecycle import one_cycle
+from imgcls.models.recipe import Recipe
 from tests.helpers import REPO, write_cifar_batches
 
 PRESET = REPO / "configs" / "cifar10-fast.yaml"
@@ -35,7 +36,7 @@ def test_preset_trains_on_cifar_batches(tmp_path: Path) -> None:
 def test_one_cycle_rises_then_falls_to_near_zero() -> None:
     parameter = torch.nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.SGD([parameter], lr=0.4)
-    scheduler = one_cycle(optimizer, {"lr": 0.4, "epochs": 10, "warmup_epochs": 2}, total_steps=100)["lr_scheduler"]
+    scheduler = one_cycle(optimizer, Recipe(lr=0.4, epochs=10, warmup_epochs=2), total_steps=100)["lr_scheduler"]
     rates = []
     for _ in range(100):
         rates.append(optimizer.param_groups[0]["lr"])

@@ -33,7 +33,7 @@ def lr_by_epoch(module: ClassifierModule, metrics: list[float] | None = None) ->
     config = module.configure_optimizers()
     optimizer, scheduler = config["optimizer"], config["lr_scheduler"]["scheduler"]
     rates = []
-    for epoch in range(module.recipe["epochs"]):
+    for epoch in range(module.recipe.epochs):
         rates.append([group["lr"] for group in optimizer.param_groups])
         scheduler.step(epoch=epoch + 1, metric=metrics[epoch] if metrics else None)
     return rates
@@ -139,3 +139,17 @@ def test_fp16_on_a_cpu_is_a_user_error(tiny_data: Path, tmp_path: Path) -> None:
         pytest.skip("a GPU runs 16-mixed")
     with pytest.raises(ConfigError, match="bf16-mixed"):
         _tiny(tiny_data, tmp_path, name="fp16", epochs=1, precision="16-mixed")
+
+
+def test_a_recipe_is_plain_data_in_checkpoints_and_old_dicts_read_with_the_defaults(tmp_path: Path) -> None:
+    from imgcls.models.recipe import Recipe
+
+    module = make_module(class_weights=[1.0, 2.0, 0.5], frozen=True)
+    assert isinstance(module.recipe, Recipe) and module.recipe.class_weights == (1.0, 2.0, 0.5)
+    saved = module.hparams["recipe"]
+    path = tmp_path / "recipe.pt"
+    torch.save({"recipe": saved}, path)
+    assert Recipe.from_dict(torch.load(path, weights_only=True)["recipe"]) == module.recipe
+    # A recipe saved before momentum, warm-up and label smoothing were settings: the defaults fill them in.
+    old = Recipe.from_dict({"optimizer": "sgd", "lr": 0.01, "weight_decay": 0.0, "scheduler": "step", "epochs": 4})
+    assert (old.momentum, old.warmup_epochs, old.label_smoothing, old.inputs) == (0.9, 0, 0.0, "images")

@@ -28,7 +28,7 @@ class InterruptAt(pl.Callback):
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: object,
                              batch_idx: int) -> None:
-        if pl_module.recipe["epoch_offset"] + trainer.current_epoch == self.epoch and batch_idx == self.batch:
+        if pl_module.recipe.epoch_offset + trainer.current_epoch == self.epoch and batch_idx == self.batch:
             raise KeyboardInterrupt
 
 

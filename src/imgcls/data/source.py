@@ -18,11 +18,13 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from imgcls.cache import cache_dir
+from imgcls.config import config_of_run
 from imgcls.data.cifar import cifar10_root, is_cifar10_spec, load_cifar10
 from imgcls.data.folders import FolderScan, Sample, Skipped, data_folder, drop_empty_classes, scan_folder
 from imgcls.data.images import ImageLoadError, load_image
 from imgcls.data.split import samples_from_record, split_record, stratified_split
 from imgcls.errors import DataError
+from imgcls.rundir import RunDir
 
 log = logging.getLogger(__name__)
 
@@ -178,3 +180,16 @@ def _split_into(source: DataSource, root: Path, samples: list[Sample], val_split
     parts = stratified_split(samples, fractions, seed)
     source.files.update(parts)
     source.split = split_record(root, parts, source.classes, seed, fractions)
+
+
+def data_for(model_path: str | Path, data: str | None) -> DataSource:
+    """--data when given, else the data the run was trained on (with its recorded split)."""
+    run = RunDir.of(model_path)
+    if data is None:
+        if run is None:
+            raise DataError(f"{model_path} is not inside a run directory; pass --data DIR to say what to evaluate on")
+        config = config_of_run(run.read_config(), run.file(RunDir.CONFIG))
+        if not config.data:
+            raise DataError(f"{run.file(RunDir.CONFIG)} does not say what data the run used; pass --data DIR")
+        return resolve_data(config.data, val_split=config.val_split, seed=config.seed, recorded_split=run.read_split())
+    return resolve_data(data)

@@ -15,11 +15,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from imgcls.data.source import data_for
 from imgcls.errors import ImgclsError, RunDirError
 from imgcls.evaluation import html as h
-from imgcls.evaluation.evaluate import data_for, evaluate_predictor
+from imgcls.evaluation.evaluate import evaluate_predictor
 from imgcls.evaluation.plots import plot_val_accuracy
-from imgcls.evaluation.report import EVALUATION
 from imgcls.inference.predictor import Predictor
 from imgcls.rundir import RunDir, atomic_write_text, read_json
 
@@ -79,10 +79,10 @@ def find_runs(paths: list[str | Path], skip: Path | None = None) -> list[RunDir]
 
 def _val_record(run: RunDir) -> dict[str, Any] | None:
     """The run's evaluation.json (written at the end of training), or a fresh evaluation of best.pt on val."""
-    path = run.file(EVALUATION)
+    path = run.file(RunDir.EVALUATION)
     if path.is_file():
         return read_json(path)
-    log.info("%s has no %s; evaluating its best checkpoint on val", run.path, EVALUATION)
+    log.info("%s has no %s; evaluating its best checkpoint on val", run.path, RunDir.EVALUATION)
     try:
         source = data_for(run.path, None)
         evaluation = evaluate_predictor(Predictor.load(run.best_checkpoint), source, "val")

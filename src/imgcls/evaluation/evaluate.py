@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from imgcls.data.cifar import is_cifar10_spec
-from imgcls.data.source import DataSource, resolve_data
+from imgcls.data.source import DataSource
 from imgcls.errors import DataError
 from imgcls.evaluation.calibration import Calibration, calibration
 from imgcls.evaluation.metrics import classification_metrics
@@ -54,29 +54,6 @@ class Evaluation:
     @cached_property
     def calibration(self) -> Calibration:
         return calibration(self.labels, self.probs)
-
-
-def run_dir_of(model_path: str | Path) -> RunDir | None:
-    """The run a model belongs to: the path itself, or the folder holding the checkpoint."""
-    path = Path(model_path)
-    for candidate in (path, path.parent):
-        if RunDir.is_run_dir(candidate):
-            return RunDir(candidate)
-    return None
-
-
-def data_for(model_path: str | Path, data: str | None) -> DataSource:
-    """--data when given, else the data the run was trained on (with its recorded split)."""
-    run = run_dir_of(model_path)
-    if data is None:
-        if run is None:
-            raise DataError(f"{model_path} is not inside a run directory; pass --data DIR to say what to evaluate on")
-        config = run.read_config()
-        if not config.get("data"):
-            raise DataError(f"{run.file(RunDir.CONFIG)} does not say what data the run used; pass --data DIR")
-        return resolve_data(config["data"], val_split=config.get("val_split", 0.2), seed=config.get("seed", 42),
-                            recorded_split=run.read_split())
-    return resolve_data(data)
 
 
 def label_map(data_classes: list[str], model_classes: list[str]) -> list[int]:
@@ -139,7 +116,7 @@ def default_report_dir(model_path: str | Path, split: str, data: str | None = No
     --data other than the run's own adds the data's name, --tta adds ``-tta``.
     """
     path = Path(model_path)
-    run = run_dir_of(path)
+    run = RunDir.of(path)
     parts = [split]
     if data is not None:
         cifar = is_cifar10_spec(data)

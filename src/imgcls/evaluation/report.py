@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from imgcls.data.source import DataSource
+from imgcls.data.source import DataSource, data_for
 from imgcls.errors import RunDirError
 from imgcls.evaluation import html as h
-from imgcls.evaluation.evaluate import Evaluation, data_for, evaluate_predictor, evaluation_from_probabilities
+from imgcls.evaluation.evaluate import Evaluation, evaluate_predictor, evaluation_from_probabilities
 from imgcls.evaluation.gallery import sample_predictions, shown_images, worst_mistakes
 from imgcls.evaluation.plots import plot_confusion, plot_curves, plot_reliability
 from imgcls.inference.predictor import Predictor
@@ -25,8 +25,6 @@ from imgcls.rundir import RunDir, atomic_write_text, write_json
 
 log = logging.getLogger(__name__)
 
-RELIABILITY = "reliability.png"
-EVALUATION = "evaluation.json"  # metrics + calibration of this report; compare reads a run's macro F1 here
 MISTAKES_SHOWN = 24
 SAMPLES_SHOWN = 24
 
@@ -185,10 +183,10 @@ def write_report(out: str | Path, evaluation: Evaluation, model: Path, source: D
         "curves": plot_curves(summary.get("epochs", []), out / RunDir.CURVES, name) if run else None,
         "confusion": plot_confusion(evaluation.metrics["confusion_matrix"], evaluation.classes,
                                     out / RunDir.CONFUSION, title),
-        "reliability": plot_reliability(evaluation.calibration, out / RELIABILITY, title),
+        "reliability": plot_reliability(evaluation.calibration, out / RunDir.RELIABILITY, title),
     }
     record = evaluation_record(evaluation, model, source)
-    write_json(out / EVALUATION, record)
+    write_json(out / RunDir.EVALUATION, record)
     report = out / RunDir.REPORT
     atomic_write_text(report, render_report(evaluation, record, pictures, run, summary))
     return report

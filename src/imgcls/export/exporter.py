@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from imgcls import __version__
 from imgcls.data.source import DataSource
 from imgcls.errors import DataError, ExportError
-from imgcls.export.metadata import ExportMeta
 from imgcls.export.parity import Parity, Reference, calibration_batches, check_inputs
 from imgcls.inference.predictor import Predictor, resolve_model_path
 from imgcls.models.checkpoint import load_checkpoint
+from imgcls.models.metadata import ExportMeta
+from imgcls.version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def _source_checkpoint(model: str | Path) -> Path:
 
 def _check_data(model_path: Path, data: str | None) -> DataSource | None:
     """The data to check against: --data, else the run's own; without either, None (random inputs)."""
-    from imgcls.evaluation.evaluate import data_for
+    from imgcls.data.source import data_for
 
     try:
         return data_for(model_path, data)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from imgcls.errors import ExportError, first_line
-from imgcls.export.metadata import INPUT_NAME
+from imgcls.models.metadata import INPUT_NAME
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from imgcls.errors import ExportError, first_line
-from imgcls.export.metadata import INPUT_NAME, META_KEY, OUTPUT_NAME, ExportMeta
+from imgcls.models.metadata import INPUT_NAME, META_KEY, OUTPUT_NAME, ExportMeta
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from imgcls.errors import ExportError, first_line
-from imgcls.export.metadata import TORCHSCRIPT_EXTRA, ExportMeta
 from imgcls.inference.torchscript_backend import quiet_jit
+from imgcls.models.metadata import TORCHSCRIPT_EXTRA, ExportMeta
 
 
 def export_torchscript(model: nn.Module, meta: ExportMeta, path: Path) -> None:

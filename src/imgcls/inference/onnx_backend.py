@@ -9,8 +9,9 @@ import numpy as np
 import torch
 
 from imgcls.errors import CheckpointError, first_line
-from imgcls.export.metadata import META_KEY, ExportMeta
+from imgcls.inference.backend import LoadedModel
 from imgcls.models.chunked import forward_in_slices
+from imgcls.models.metadata import META_KEY, ExportMeta
 from imgcls.runtime import usable_cpus
 
 log = logging.getLogger(__name__)
@@ -74,10 +75,8 @@ class OnnxBackend:
         return lambda batch: self._run(self._single_threaded, batch)
 
 
-def load_onnx(path: Path, device: str = "cpu", threads: int | None = None):  # noqa: ANN201 - LoadedModel
+def load_onnx(path: Path, device: str = "cpu", threads: int | None = None) -> LoadedModel:
     import onnxruntime as ort
-
-    from imgcls.inference.predictor import LoadedModel
 
     try:
         session = ort.InferenceSession(str(path), sess_options=session_options(threads),

@@ -1,8 +1,8 @@
 """The one Predictor: load -> preprocess -> forward -> labelled probabilities.
 
 predict, evaluate, serve and export's parity check all go through it. It reads preprocessing from
-the model file (checkpoint metadata), never from training flags. Backends run the network: PyTorch
-checkpoints here; exported ONNX and TorchScript files register theirs in :data:`BACKENDS`.
+the model file (checkpoint metadata), never from training flags. Backends run the network
+(inference/backend.py: PyTorch checkpoints, exported ONNX and TorchScript files).
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from imgcls.data.images import IMAGE_EXTENSIONS, ImageLoadError, is_image_file, load_image
-from imgcls.data.presets import EvalPreset, Preprocess, UInt8EvalPreset, normalize_batch
+from imgcls.data.presets import EvalPreset, UInt8EvalPreset, normalize_batch
 from imgcls.errors import CheckpointError, DataError
-from imgcls.models.checkpoint import load_checkpoint
-from imgcls.models.chunked import CPU_SLICE, forward_in_slices
+from imgcls.inference.backend import BACKENDS, LoadedModel, load_model_file
+from imgcls.models.chunked import CPU_SLICE
 from imgcls.rundir import RunDir
 from imgcls.runtime import cpu_loader_workers
 
@@ -39,64 +39,6 @@ class Prediction:
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": self.path, "label": self.label, "score": self.score, "topk": self.topk}
-
-
-class TorchBackend:
-    """A PyTorch network (an imgcls checkpoint's, or a TorchScript module)."""
-
-    def __init__(self, model: torch.nn.Module, device: str | torch.device = "cpu", name: str = "torch"):
-        self.name = name
-        self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
-        if self.device.type == "cpu":
-            self.model = self.model.to(memory_format=torch.channels_last)
-
-    @torch.inference_mode()
-    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
-        batch = batch.to(self.device, non_blocking=True)
-        if self.device.type == "cpu":
-            batch = batch.contiguous(memory_format=torch.channels_last)
-        return forward_in_slices(self.model, batch, self.device.type == "cpu").float().cpu()
-
-    def per_core(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
-        """This forward pass, to be called from one thread per core at once (CPU only; see
-        :meth:`Predictor._iter_per_core`). A module in eval mode under inference mode is safe to share."""
-        return self if self.device.type == "cpu" else None
-
-
-Backend = Callable[[torch.Tensor], torch.Tensor]
-
-
-@dataclass
-class LoadedModel:
-    backend: Backend
-    classes: list[str]
-    preprocess: Preprocess
-    info: dict[str, Any] = field(default_factory=dict)
-
-
-def _load_torch(path: Path, device: str) -> LoadedModel:
-    checkpoint = load_checkpoint(path)
-    return LoadedModel(TorchBackend(checkpoint.build(), device), checkpoint.classes, checkpoint.preprocess,
-                       {"arch": checkpoint.spec.arch, "model": checkpoint.spec.name, **checkpoint.info})
-
-
-def _load_onnx(path: Path, device: str) -> LoadedModel:
-    from imgcls.inference.onnx_backend import load_onnx
-
-    return load_onnx(path, device)
-
-
-def _load_torchscript(path: Path, device: str) -> LoadedModel:
-    from imgcls.inference.torchscript_backend import load_torchscript
-
-    return load_torchscript(path, device)
-
-
-# Suffix -> loader (each imports its runtime only when a file of its kind is loaded).
-BACKENDS: dict[str, Callable[[Path, str], LoadedModel]] = {".pt": _load_torch, ".pth": _load_torch,
-                                                           ".ckpt": _load_torch, ".onnx": _load_onnx,
-                                                           ".ts": _load_torchscript}
 
 
 def resolve_model_path(path: str | Path) -> Path:
@@ -170,7 +112,7 @@ class Predictor:
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu") -> Predictor:
         model_path = resolve_model_path(path)
-        return cls(BACKENDS[model_path.suffix.lower()](model_path, device), model_path)
+        return cls(load_model_file(model_path, device), model_path)
 
     def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
         """Softmax over classes for a preprocessed batch (N, 3, H, W)."""
@@ -188,7 +130,7 @@ class Predictor:
         Workers send uint8 crops (a quarter of the bytes of float ones) and the batch is normalised
         here in one pass."""
         dataset = _PathDataset(paths, UInt8EvalPreset(self.preprocess), self.preprocess.resize_size)
-        per_core = getattr(self.backend, "per_core", lambda: None)() if workers is None else None
+        per_core = self.backend.per_core() if workers is None else None
         if per_core is not None and len(paths) > CPU_SLICE:
             yield from self._iter_per_core(dataset, per_core)
             return

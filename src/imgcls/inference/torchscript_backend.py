@@ -10,7 +10,8 @@ from pathlib import Path
 import torch
 
 from imgcls.errors import CheckpointError, first_line
-from imgcls.export.metadata import TORCHSCRIPT_EXTRA, ExportMeta
+from imgcls.inference.backend import LoadedModel, TorchBackend
+from imgcls.models.metadata import TORCHSCRIPT_EXTRA, ExportMeta
 
 
 @contextmanager
@@ -22,9 +23,7 @@ def quiet_jit() -> Iterator[None]:
         yield
 
 
-def load_torchscript(path: Path, device: str = "cpu"):  # noqa: ANN201 - LoadedModel
-    from imgcls.inference.predictor import LoadedModel, TorchBackend
-
+def load_torchscript(path: Path, device: str = "cpu") -> LoadedModel:
     extra = {TORCHSCRIPT_EXTRA: ""}
     try:
         with quiet_jit():

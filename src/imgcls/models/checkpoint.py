@@ -17,16 +17,10 @@ from torch import nn
 from imgcls.data.presets import Preprocess
 from imgcls.errors import CheckpointError, ImgclsError, first_line
 from imgcls.models.factory import ModelSpec, build_model
+from imgcls.models.metadata import CHECKPOINT_FORMAT, CHECKPOINT_VERSION
 from imgcls.models.safe_load import safe_torch_load
 
-FORMAT = "imgcls"
-VERSION = 1
 MODULE_PREFIX = "model."  # ClassifierModule keeps the network as self.model
-
-
-def checkpoint_meta(spec: ModelSpec, classes: list[str], preprocess: Preprocess, **extra: Any) -> dict[str, Any]:
-    return {"format": FORMAT, "version": VERSION, "model": spec.to_dict(), "classes": list(classes),
-            "preprocess": preprocess.to_dict(), **extra}
 
 
 def read_checkpoint_file(path: str | Path) -> dict[str, Any]:
@@ -35,15 +29,15 @@ def read_checkpoint_file(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}; give a run directory or its best.pt")
     checkpoint = safe_torch_load(path, CheckpointError, "use best.pt or last.pt of an imgcls run, or retrain")
-    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get(FORMAT), dict):
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get(CHECKPOINT_FORMAT), dict):
         raise CheckpointError(f"{path} is not an imgcls checkpoint (no imgcls metadata inside); "
                               f"to start from plain weights use `imgcls train --weights {path}`")
-    meta = checkpoint[FORMAT]
+    meta = checkpoint[CHECKPOINT_FORMAT]
     version = meta.get("version", 0)
-    if meta.get("format") != FORMAT or not isinstance(version, int):
+    if meta.get("format") != CHECKPOINT_FORMAT or not isinstance(version, int):
         raise CheckpointError(f"{path}: its imgcls metadata is damaged (format {meta.get('format')!r}, "
                               f"version {version!r}); use best.pt or last.pt of an imgcls run, or retrain")
-    if version > VERSION:
+    if version > CHECKPOINT_VERSION:
         raise CheckpointError(f"{path} was written by a newer imgcls (checkpoint version {meta.get('version')}); "
                               f"upgrade imgcls to load it")
     if not isinstance(checkpoint.get("state_dict"), dict):
@@ -80,7 +74,7 @@ class LoadedCheckpoint:
 
 def load_checkpoint(path: str | Path) -> LoadedCheckpoint:
     checkpoint = read_checkpoint_file(path)
-    meta = checkpoint[FORMAT]
+    meta = checkpoint[CHECKPOINT_FORMAT]
     try:
         spec = ModelSpec.from_dict(meta["model"])
         classes = [str(c) for c in meta["classes"]]

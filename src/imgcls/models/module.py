@@ -1,8 +1,8 @@
 """The LightningModule: the network, its loss, metrics, optimizer and schedule.
 
 Loop, devices and precision belong to the Trainer; data to the DataModule; policy (checkpoints,
-history, early stopping) to callbacks. Hyper-parameters are plain dicts so every checkpoint loads
-with ``weights_only=True``.
+history, early stopping) to callbacks. Hyper-parameters are saved as plain dicts so every checkpoint
+loads with ``weights_only=True``.
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ from timm.scheduler import create_scheduler_v2
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from imgcls.models.checkpoint import FORMAT
+from imgcls.models.metadata import CHECKPOINT_FORMAT
 from imgcls.models.chunked import forward_in_slices
 from imgcls.models.onecycle import is_step_scheduler, one_cycle
+from imgcls.models.recipe import Recipe
 
 
 def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
@@ -35,31 +36,30 @@ class ClassifierModule(pl.LightningModule):
     """Trains ``model`` on (image, label) batches, or its head alone on (embedding, label) batches.
 
     ``meta`` is the checkpoint metadata (architecture, classes, preprocessing); ``recipe`` the
-    optimisation settings: optimizer, lr, weight_decay, momentum, scheduler, warmup_epochs, epochs,
-    label_smoothing, mixup, cutmix, class_weights, layer_decay, frozen (train only the head),
-    inputs ("images", or "features": cached embeddings go straight to ``model.get_classifier()``) and
-    epoch_offset (epochs of earlier stages of the same run). Checkpoints always hold the whole model.
+    optimisation and stage settings (:class:`~imgcls.models.recipe.Recipe`; a dict saved by an older
+    checkpoint is read as one). Checkpoints always hold the whole model.
     """
 
-    def __init__(self, model: nn.Module, meta: dict[str, Any], recipe: dict[str, Any]):
+    def __init__(self, model: nn.Module, meta: dict[str, Any], recipe: Recipe | dict[str, Any]):
         super().__init__()
         self.model = model
-        self.meta, self.recipe = meta, recipe
-        self.save_hyperparameters({"meta": meta, "recipe": recipe})
+        self.meta = meta
+        self.recipe = recipe if isinstance(recipe, Recipe) else Recipe.from_dict(recipe)
+        self.save_hyperparameters({"meta": meta, "recipe": self.recipe.to_dict()})
         num_classes = len(meta["classes"])
-        weights = recipe.get("class_weights")
+        weights = self.recipe.class_weights
         self.register_buffer("class_weights", torch.tensor(weights, dtype=torch.float32) if weights else None,
                              persistent=False)
         self.mixup = None
-        if recipe.get("mixup", 0) > 0 or recipe.get("cutmix", 0) > 0:
-            self.mixup = Mixup(mixup_alpha=recipe.get("mixup", 0), cutmix_alpha=recipe.get("cutmix", 0),
-                               label_smoothing=recipe.get("label_smoothing", 0.0), num_classes=num_classes)
+        if self.recipe.mixup > 0 or self.recipe.cutmix > 0:
+            self.mixup = Mixup(mixup_alpha=self.recipe.mixup, cutmix_alpha=self.recipe.cutmix,
+                               label_smoothing=self.recipe.label_smoothing, num_classes=num_classes)
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
 
     @property
     def on_features(self) -> bool:
-        return self.recipe.get("inputs") == "features"
+        return self.recipe.inputs == "features"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model.get_classifier()(x) if self.on_features else self.model(x)
@@ -83,7 +83,7 @@ class ClassifierModule(pl.LightningModule):
         else:
             logits = self(x)
             loss = F.cross_entropy(logits.float(), y, weight=self.class_weights,
-                                   label_smoothing=self.recipe.get("label_smoothing", 0.0))
+                                   label_smoothing=self.recipe.label_smoothing)
         self.train_acc(logits.detach(), y)
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y), sync_dist=True)
         self.log("train_acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
@@ -98,7 +98,7 @@ class ClassifierModule(pl.LightningModule):
         self.log("val_acc", self.val_acc, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
 
     def on_train_epoch_start(self) -> None:
-        if self.recipe.get("frozen"):
+        if self.recipe.frozen:
             # A frozen backbone stays in eval mode: its BatchNorm statistics must not drift either.
             self.model.eval()
             self.model.get_classifier().train()
@@ -106,25 +106,25 @@ class ClassifierModule(pl.LightningModule):
     # optimisation ---------------------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, Any]:
         r = self.recipe
-        layer_decay = r.get("layer_decay")
+        layer_decay = r.layer_decay
         if layer_decay is not None and (layer_decay >= 1.0 or not hasattr(self.model, "group_matcher")):
             layer_decay = None  # one rate for all (no layer groups known for scratch nets)
-        optimizer = create_optimizer_v2(self.model, opt=r["optimizer"], lr=r["lr"], weight_decay=r["weight_decay"],
-                                        momentum=r.get("momentum", 0.9), layer_decay=layer_decay)
-        if r["scheduler"] == "onecycle":
+        optimizer = create_optimizer_v2(self.model, opt=r.optimizer, lr=r.lr, weight_decay=r.weight_decay,
+                                        momentum=r.momentum, layer_decay=layer_decay)
+        if r.scheduler == "onecycle":
             return one_cycle(optimizer, r, int(self.trainer.estimated_stepping_batches))
         # "none" is timm's constant schedule: the rate stays put after any warm-up, and timm schedulers
         # are what apply the per-layer rates (lr_scale) of layer decay. The warm-up comes before the
         # schedule proper, so cosine starts its decay from the full rate and ends with the run.
-        warmup = min(r.get("warmup_epochs", 0), r["epochs"] - 1)
+        warmup = min(r.warmup_epochs, r.epochs - 1)
         scheduler, _ = create_scheduler_v2(
-            optimizer, sched="constant" if r["scheduler"] == "none" else r["scheduler"],
-            num_epochs=r["epochs"] - warmup, warmup_epochs=warmup, warmup_prefix=True,
-            warmup_lr=r["lr"] * 0.01, min_lr=r["lr"] * 0.01, decay_epochs=max(1, r["epochs"] // 3),
-            patience_epochs=max(1, r["epochs"] // 10), plateau_mode="max")
+            optimizer, sched="constant" if r.scheduler == "none" else r.scheduler,
+            num_epochs=r.epochs - warmup, warmup_epochs=warmup, warmup_prefix=True,
+            warmup_lr=r.lr * 0.01, min_lr=r.lr * 0.01, decay_epochs=max(1, r.epochs // 3),
+            patience_epochs=max(1, r.epochs // 10), plateau_mode="max")
         return {"optimizer": optimizer, "lr_scheduler": {
             "scheduler": scheduler, "interval": "epoch", "monitor": "val_acc",
-            "reduce_on_plateau": r["scheduler"] == "plateau"}}
+            "reduce_on_plateau": r.scheduler == "plateau"}}
 
     def lr_scheduler_step(self, scheduler: Any, metric: Any) -> None:
         if is_step_scheduler(scheduler):
@@ -135,5 +135,5 @@ class ClassifierModule(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         val_acc = self.trainer.callback_metrics.get("val_acc") if self._trainer is not None else None
-        checkpoint[FORMAT] = {**self.meta, "epoch": self.recipe.get("epoch_offset", 0) + self.current_epoch + 1,
+        checkpoint[CHECKPOINT_FORMAT] = {**self.meta, "epoch": self.recipe.epoch_offset + self.current_epoch + 1,
                               "val_acc": float(val_acc) if val_acc is not None else None}

@@ -12,10 +12,12 @@ from typing import Any
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import OneCycleLR
 
+from imgcls.models.recipe import Recipe
 
-def one_cycle(optimizer: Optimizer, recipe: dict[str, Any], total_steps: int) -> dict[str, Any]:
-    warmup = recipe.get("warmup_epochs", 0) / max(1, recipe["epochs"])
-    scheduler = OneCycleLR(optimizer, max_lr=recipe["lr"], total_steps=max(2, total_steps),
+
+def one_cycle(optimizer: Optimizer, recipe: Recipe, total_steps: int) -> dict[str, Any]:
+    warmup = recipe.warmup_epochs / max(1, recipe.epochs)
+    scheduler = OneCycleLR(optimizer, max_lr=recipe.lr, total_steps=max(2, total_steps),
                            pct_start=min(0.9, warmup) if warmup > 0 else 0.25, anneal_strategy="linear",
                            div_factor=25.0, final_div_factor=1e3, cycle_momentum=False)
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

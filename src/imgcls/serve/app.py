@@ -24,11 +24,11 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from imgcls import __version__
 from imgcls.data.images import ImageLoadError, load_image
 from imgcls.errors import ImgclsError
 from imgcls.inference.predictor import Predictor
 from imgcls.serve.batching import MicroBatcher
+from imgcls.version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ def create_app(predictor: Predictor, limits: ServeLimits | None = None) -> FastA
 
     @app.get("/health", summary="Is the model loaded and answering?")
     async def health() -> dict[str, Any]:
-        return {"status": "ok", "model": str(predictor.source), "backend": getattr(predictor.backend, "name", "?"),
+        return {"status": "ok", "model": str(predictor.source), "backend": predictor.backend.name,
                 "classes": predictor.classes, "img_size": predictor.preprocess.img_size,
                 "max_upload_mb": limits.max_upload_mb, "max_files": limits.max_files,
                 "images_predicted": batcher.images, "batches": batcher.batches}

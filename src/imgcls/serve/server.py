@@ -41,7 +41,7 @@ def run_server(predictor: Predictor, host: str = "127.0.0.1", port: int = 8000, 
     app = create_app(predictor, ServeLimits(**limits))
     shown = f"[{host}]" if ":" in host else host
     log.info("serving %s (%s, %d classes) at http://%s:%d  -- upload page /, API docs /docs, Ctrl-C stops",
-             predictor.source, getattr(predictor.backend, "name", "?"), len(predictor.classes), shown, port)
+             predictor.source, predictor.backend.name, len(predictor.classes), shown, port)
     if host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("listening on %s: other machines can reach this server (it has no authentication)", host)
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False, timeout_graceful_shutdown=5)

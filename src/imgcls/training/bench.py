@@ -23,14 +23,14 @@ from timm.optim import create_optimizer_v2
 
 from imgcls.config import TrainConfig, load_train_config
 from imgcls.runtime import usable_cpus
+from imgcls.training.setup import make_datamodule, prepare
+from imgcls.training.strategies import apply_stage, plan_stages
 
 log = logging.getLogger(__name__)
 
 
 def measure_data(config: TrainConfig, source: Any, created: Any, batches: int) -> dict[str, Any]:
-    from imgcls.training.fit import make_datamodule  # the training loader itself, images not cached features
-
-    module, _ = make_datamodule(config, source, created, on_features=False)
+    module, _ = make_datamodule(config, source, created, on_features=False)  # the training loader, on images
     start = time.perf_counter()
     module.prepare_data()  # builds the cache when it is on and missing: a one-off cost, reported apart
     module.setup("fit")
@@ -70,8 +70,6 @@ def _autocast(precision: str, device: torch.device) -> Any:
 
 def measure_model(config: TrainConfig, created: Any, steps: int, num_classes: int) -> dict[str, Any]:
     """Training steps on random tensors: what the model could take if data were free."""
-    from imgcls.training.strategies import apply_stage, plan_stages
-
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = created.model.to(device)
     first = plan_stages(config.strategy, max(config.epochs, 2), config.lr or 1e-3, 1.0, 0)[0]
@@ -138,8 +136,6 @@ def advice(config: TrainConfig, data: dict[str, Any], model: dict[str, Any], ima
 
 def bench(data: str, *, batches: int = 4, steps: int = 2, config_file: Any = None, **options: Any) -> dict[str, Any]:
     """``{"data", "model", "bound", "advice"}`` for training on ``data`` with ``options`` (train settings)."""
-    from imgcls.training.fit import prepare
-
     config, source, created = prepare(load_train_config(config_file, data=str(data), **options),
                                       verb="bench")
     log.info("bench: %s on %s, batch %d, %d loader workers, precision %s", config.model, source.spec,

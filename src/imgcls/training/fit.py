@@ -1,17 +1,14 @@
 """``imgcls train``: from DATA to a run directory, readable top to bottom.
 
-resolve data -> resolve settings -> build model -> write run dir -> fit -> pictures and report.
+prepare (training/setup.py: data, settings, model) -> write run dir -> fit each stage -> pictures and report.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-import re
 import signal
 import sys
 import threading
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -20,117 +17,26 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import EarlyStopping
 
-from imgcls.config import TrainConfig, config_of_run, update_config
-from imgcls.data.datamodule import FeatureDataModule, ImageDataModule, class_weights
-from imgcls.data.decoded_cache import use_decoded_cache
-from imgcls.data.doctor import check_training_data
-from imgcls.data.presets import EvalPreset
-from imgcls.data.source import DataSource, resolve_data
+from imgcls.config import TrainConfig, config_of_run
+from imgcls.data.source import DataSource
 from imgcls.errors import ConfigError, TrainingInterrupted
-from imgcls.models.checkpoint import checkpoint_meta, load_checkpoint, read_checkpoint_file
-from imgcls.models.factory import SCRATCH_MODELS, CreatedModel, create_model, resolve_arch
+from imgcls.evaluation.report import write_run_report
+from imgcls.models.checkpoint import load_checkpoint, read_checkpoint_file
+from imgcls.models.factory import CreatedModel
+from imgcls.models.metadata import checkpoint_meta
 from imgcls.models.module import ClassifierModule
+from imgcls.models.recipe import Recipe
 from imgcls.rundir import RunDir
-from imgcls.runtime import cpu_loader_workers, usable_cpus
 from imgcls.training.callbacks import (AtomicCheckpointIO, EpochLog, EpochProgressBar, RunHistory, SaveOnInterrupt,
                                       run_checkpoints)
-from imgcls.training.features import head_matches_model, supports_cached_features, train_val_features
-from imgcls.training.strategies import (Stage, apply_stage, default_head_epochs, default_layer_decay, default_lr,
-                                        plan_stages)
-from imgcls.training.distributed import (ProcessCount, create_run_dir, finish_launch, is_rank_zero,
-                                         quiet_other_ranks, trainer_strategy)
+from imgcls.training.distributed import ProcessCount, create_run_dir, finish_launch, is_rank_zero, trainer_strategy
 from imgcls.training.ema import ema_callbacks
 from imgcls.training.lr_find import resolve_auto_lr
+from imgcls.training.setup import lightning_notices_hidden, make_datamodule, make_recipe, prepare, use_feature_cache
+from imgcls.training.strategies import Stage, apply_stage, plan_stages
 from imgcls.training.tracking import make_loggers
 
 log = logging.getLogger(__name__)
-
-
-# settings -------------------------------------------------------------------------------------
-def default_workers() -> int:
-    """Loader processes: leave the cores to the model on small CPU machines, more with a GPU."""
-    return min(8, usable_cpus()) if torch.cuda.is_available() else cpu_loader_workers()
-
-
-def default_precision() -> str:
-    if torch.cuda.is_available():
-        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
-    return "32"
-
-
-def check_precision(precision: str) -> None:
-    """Mixed precision the hardware cannot run is a user error, not a traceback from deep in Lightning."""
-    if precision == "16-mixed" and not torch.cuda.is_available():
-        raise ConfigError("--precision 16-mixed needs a CUDA GPU; on a CPU use --precision bf16-mixed or 32")
-    if precision == "bf16-mixed" and torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
-        raise ConfigError("--precision bf16-mixed is not supported by this GPU; use --precision 16-mixed")
-
-
-def scratch_img_size(source: DataSource) -> int:
-    """For nets without a pretrained input size: the data's typical size, a multiple of 8 in [32, 224]."""
-    return min(224, max(32, math.ceil(source.typical_size() / 8) * 8))
-
-
-def resolve_config(config: TrainConfig, source: DataSource) -> TrainConfig:
-    """Fill every "decide for me" (None) setting; the result is what config.yaml records."""
-    arch = resolve_arch(config.model)
-    scratch_net = arch in SCRATCH_MODELS
-    if config.strategy == "scratch" and config.weights:
-        raise ConfigError("--strategy scratch trains from random initialisation; drop --weights, "
-                          "or use --strategy finetune to start from those weights")
-    pretrained = bool(config.weights) or (config.pretrained and not scratch_net and config.strategy != "scratch")
-    strategy = config.strategy or ("feature-extraction" if pretrained else "scratch")
-    if strategy in ("feature-extraction", "staged", "finetune") and not pretrained:
-        raise ConfigError(f"--strategy {strategy} needs pretrained weights, but {config.model} has none here "
-                          f"(--no-pretrained or a scratch net); use --strategy scratch, or give --weights PATH")
-    changes: dict[str, Any] = {
-        "strategy": strategy,
-        "pretrained": pretrained,
-        "lr": config.lr or default_lr(strategy, config.optimizer),
-        "img_size": config.img_size or (scratch_img_size(source) if scratch_net else None),
-        "augment": config.augment or ("standard" if strategy in ("finetune", "staged") else "light"),
-        "head_epochs": (config.head_epochs or default_head_epochs(config.epochs)) if strategy == "staged" else None,
-        "layer_decay": config.layer_decay or default_layer_decay(strategy),
-        "precision": config.precision or default_precision(),
-        "workers": default_workers() if config.workers is None else config.workers,
-        "name": config.name or re.sub(r"[^\w.-]+", "_", f"{config.model}-{strategy}"),
-    }
-    config = update_config(config, **changes)
-    check_precision(config.precision)
-    return config
-
-
-def _recipe(config: TrainConfig, source: DataSource) -> dict[str, Any]:
-    weights = None
-    if config.balance == "loss":
-        weights = class_weights(source.labels("train"), len(source.classes)).tolist()
-    return {
-        "optimizer": config.optimizer, "lr": config.lr, "weight_decay": config.weight_decay,
-        "momentum": config.momentum, "scheduler": config.scheduler, "warmup_epochs": config.warmup_epochs,
-        "epochs": config.epochs, "label_smoothing": config.label_smoothing, "mixup": config.mixup,
-        "cutmix": config.cutmix, "class_weights": weights,
-    }
-
-
-def describe_data(source: DataSource) -> None:
-    for item in source.skipped:
-        log.warning("skipped %s (%s): %s", item.path, item.kind, item.detail)
-    sizes = " / ".join(f"{len(source.labels(s))} {s}" for s in source.splits)
-    log.info("data: %s: %d classes (%s), %s images", source.spec, len(source.classes),
-             ", ".join(source.classes[:10]) + (" ..." if len(source.classes) > 10 else ""), sizes)
-
-
-def _quiet_lightning() -> None:
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
-    logging.getLogger("lightning.fabric.utilities.seed").setLevel(logging.WARNING)
-    # Notices a user can do nothing about (loader advice we already follow, log intervals, internals).
-    for pattern in (".*does not have many workers.*", ".*LeafSpec.*", ".*treespec, LeafSpec.*",
-                    ".*Checkpoint directory .* exists and is not empty.*", ".*sync_dist=True.*",
-                    ".*smaller than the logging interval.*", ".*exists and is not empty.*",
-                    ".*restarting from a mid-epoch checkpoint.*", ".*resuming from a checkpoint that ended.*",
-                    ".*pin_memory.* no accelerator is found.*", ".*module\\(s\\) in eval mode.*",
-                    ".*PlateauLRScheduler is deprecated.*"):
-        warnings.filterwarnings("ignore", message=pattern)
 
 
 def build_trainer(config: TrainConfig, run: RunDir, callbacks: list[pl.Callback], epochs: int,
@@ -149,26 +55,6 @@ def build_trainer(config: TrainConfig, run: RunDir, callbacks: list[pl.Callback]
 
 
 # the job ----------------------------------------------------------------------------------------
-def prepare(config: TrainConfig, verb: str = "train") -> tuple[TrainConfig, DataSource, CreatedModel]:
-    """The data and the model ``config`` names, resolved once for ``imgcls train`` and ``imgcls lr-find``;
-    the config comes back completed (defaults that depend on the data, the model's image size)."""
-    if not config.data:
-        raise ConfigError(f"no DATA given; pass a folder (or cifar10) as `imgcls {verb} DATA`, or `data:` in --config")
-    _quiet_lightning()
-    quiet_other_ranks()
-    pl.seed_everything(config.seed, workers=True, verbose=False)
-
-    resolve_arch(config.model)  # a mistyped --model fails now, not after checking every image
-    source = resolve_data(config.data, val_split=config.val_split, seed=config.seed)
-    describe_data(source)
-    if is_rank_zero():
-        check_training_data(source)  # warns about leaks, label conflicts, duplicates, imbalance
-    config = resolve_config(config, source)
-    created = create_model(config.model, len(source.classes), pretrained=config.pretrained, weights=config.weights,
-                           img_size=config.img_size, cifar_stem=config.cifar_stem)
-    return update_config(config, img_size=created.preprocess.img_size), source, created
-
-
 def train(config: TrainConfig, callbacks: list[pl.Callback] | None = None) -> RunDir:
     """Train as ``config`` says; returns the finished run directory. ``callbacks`` join Lightning's."""
     config, source, created = prepare(config)
@@ -209,8 +95,6 @@ def fit(config: TrainConfig, source: DataSource, created: CreatedModel, run: Run
         history.next_stage()
     if trainer.is_global_zero:
         history.write()
-        from imgcls.evaluation.report import write_run_report
-
         write_run_report(run, source=source, probabilities=best_head_probabilities(run, created, val_features))
         finish_launch(config.out, config.name)
     return run
@@ -235,8 +119,8 @@ def best_head_probabilities(run: RunDir, created: CreatedModel,
 def resume_point(last: Path) -> tuple[int, int]:
     """(stage index, epochs of earlier stages) recorded in a last.pt."""
     checkpoint = read_checkpoint_file(last)
-    recipe = (checkpoint.get("hyper_parameters") or {}).get("recipe") or {}
-    return int(checkpoint["imgcls"].get("stage", 0)), int(recipe.get("epoch_offset", 0))
+    recipe = Recipe.from_dict((checkpoint.get("hyper_parameters") or {}).get("recipe") or {"lr": 0.0})
+    return int(checkpoint["imgcls"].get("stage", 0)), recipe.epoch_offset
 
 
 def fit_stage(config: TrainConfig, source: DataSource, created: CreatedModel, run: RunDir, stage: Stage,
@@ -253,19 +137,20 @@ def fit_stage(config: TrainConfig, source: DataSource, created: CreatedModel, ru
              f"{sum(p.numel() for p in model.parameters()):,}", ", on cached features" if on_features else "")
     meta = checkpoint_meta(created.spec, source.classes, created.preprocess, strategy=config.strategy,
                            stage=stage.index)
-    recipe = {**_recipe(config, source), **settings, "inputs": "features" if on_features else "images",
-              "epoch_offset": history.epoch_offset}
+    recipe = make_recipe(config, source, **settings, inputs="features" if on_features else "images",
+                         epoch_offset=history.epoch_offset)
     module = ClassifierModule(model, meta, recipe)
     datamodule, val_features = make_datamodule(config, source, created, on_features)
     best, last = run_checkpoints(run)
     if best_state:
         best.load_state_dict(best_state)  # a later stage must beat the best epoch of the earlier ones
     progress = (EpochProgressBar if sys.stderr.isatty() else EpochLog)(total_epochs, history.epoch_offset)
-    trainer = build_trainer(config, run, [history, SaveOnInterrupt(run), best, last, *callbacks], stage.epochs,
-                            progress)
     sigint = signal.getsignal(signal.SIGINT)
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None)
+        with lightning_notices_hidden():
+            trainer = build_trainer(config, run, [history, SaveOnInterrupt(run), best, last, *callbacks],
+                                    stage.epochs, progress)
+            trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None)
     except SystemExit as exc:  # Lightning exits on Ctrl-C after its on_exception hooks
         raise TrainingInterrupted(f"training interrupted; resume with: imgcls train --resume {run.path}") from exc
     finally:
@@ -273,50 +158,10 @@ def fit_stage(config: TrainConfig, source: DataSource, created: CreatedModel, ru
     return trainer, best, val_features
 
 
-def make_datamodule(config: TrainConfig, source: DataSource, created: CreatedModel,
-                    on_features: bool) -> tuple[pl.LightningDataModule, torch.Tensor | None]:
-    """The stage's data: embeddings from the feature cache (and the val ones, returned too), or images."""
-    if on_features:
-        train_set, val_set = train_val_features(created.model, source, created.preprocess, created.spec.to_dict(),
-                                                mirror=mirror_features(config), batch_size=2 * config.batch_size,
-                                                workers=config.workers)
-        return FeatureDataModule((train_set.features, train_set.labels), (val_set.features, val_set.labels),
-                                 num_classes=len(source.classes), batch_size=config.batch_size,
-                                 balance=config.balance, seed=config.seed), val_set.features
-    return ImageDataModule(source, created.preprocess, batch_size=config.batch_size, workers=config.workers,
-                           augment=config.augment, hflip=config.hflip, balance=config.balance, seed=config.seed,
-                           decoded_cache=use_decoded_cache(config, source, created.preprocess)), None
-
-
 def _restore_sigint(handler: Any) -> None:
     """Lightning ignores Ctrl-C from the first one on; give the caller (a notebook, pytest) its handler back."""
     if handler is not None and threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, handler)
-
-
-def mirror_features(config: TrainConfig) -> bool:
-    """Cache a mirrored copy of each training image too? Only with --augment standard (and --hflip): on
-    ants/bees it steadied the last epochs (+0.5% val acc, mean of 10 seeds) but not the best epoch, for
-    twice the extraction time of the train split."""
-    return config.hflip and config.augment == "standard"
-
-
-def use_feature_cache(config: TrainConfig, created: CreatedModel, source: DataSource) -> bool:
-    """Whether the frozen backbone can run once instead of every epoch; says why not when it cannot."""
-    if not config.cache_features:
-        return False
-    if config.cutmix > 0:
-        log.info("--cutmix mixes pixels, so the frozen backbone runs every epoch (no feature cache)")
-        return False
-    if not supports_cached_features(created.model):
-        log.info("%s has no forward_head/get_classifier; the frozen backbone runs every epoch", config.model)
-        return False
-    probe = source.dataset("val", EvalPreset(created.preprocess), draft_size=created.preprocess.resize_size)
-    if not head_matches_model(created.model, probe):
-        log.info("%s: classifier(features) differs from the model's output; the backbone runs every epoch",
-                 config.model)
-        return False
-    return True
 
 
 def resume(run_path: str | Path, callbacks: list[pl.Callback] | None = None) -> RunDir:
@@ -327,15 +172,7 @@ def resume(run_path: str | Path, callbacks: list[pl.Callback] | None = None) -> 
         raise ConfigError(f"nothing to resume in {run.path}: it needs a last.pt from an interrupted `imgcls train`")
     checkpoint = load_checkpoint(last)  # refuses a tampered or foreign file before Lightning touches it
     config = config_of_run(run.read_config(), run.file(RunDir.CONFIG))
-    _quiet_lightning()
-    pl.seed_everything(config.seed, workers=True, verbose=False)
-    source = resolve_data(config.data, val_split=config.val_split, seed=config.seed, recorded_split=run.read_split())
-    describe_data(source)
-    if source.classes != run.read_classes():
-        raise ConfigError(f"the classes in {config.data} ({', '.join(source.classes)}) are no longer those of the run "
-                          f"({', '.join(run.read_classes())}); restore the data or start a new run")
-    created = create_model(config.model, len(source.classes), pretrained=False, img_size=config.img_size,
-                           cifar_stem=config.cifar_stem)
+    config, source, created = prepare(config, verb="train --resume", resuming=run)
     # The backbone of last.pt (the pretrained one, while frozen) is what cached features are keyed by.
     created.model.load_state_dict(checkpoint.state_dict)
     return fit(config, source, created, run, resume_from=last, callbacks=callbacks)

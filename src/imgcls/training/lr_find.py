@@ -12,7 +12,6 @@ import json
 import logging
 import math
 import tempfile
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,15 +21,15 @@ import lightning.pytorch as pl
 from imgcls.config import TrainConfig, update_config
 from imgcls.data.source import DataSource
 from imgcls.errors import ConfigError
-from imgcls.models.checkpoint import checkpoint_meta
 from imgcls.models.factory import CreatedModel
+from imgcls.models.metadata import checkpoint_meta
 from imgcls.models.module import ClassifierModule
+from imgcls.rundir import RunDir
+from imgcls.training.setup import lightning_notices_hidden, make_datamodule, make_recipe, prepare, use_feature_cache
 from imgcls.training.strategies import default_lr, freeze_backbone, unfreeze
 
 log = logging.getLogger(__name__)
 
-PLOT = "lr_find.png"
-RESULT = "lr_find.json"
 MIN_LR, MAX_LR = 1e-6, 1.0
 DEFAULT_STEPS = 50
 
@@ -63,17 +62,14 @@ def _search_strategy(strategy: str) -> str:
 def _finder_parts(config: TrainConfig, source: DataSource, created: CreatedModel) -> tuple[ClassifierModule, Any]:
     """The module and training loader as ``fit`` builds them (same recipe, preprocessing and augmentation;
     a frozen backbone's cached embeddings, so the range test does not run the backbone at every step)."""
-    # imported late: fit imports this module
-    from imgcls.training.fit import _recipe, make_datamodule, use_feature_cache
-
     strategy = _search_strategy(config.strategy or "scratch")
     frozen = strategy == "feature-extraction"
     (freeze_backbone if frozen else unfreeze)(created.model)
     on_features = frozen and use_feature_cache(config, created, source)
-    settings = {"frozen": frozen, "inputs": "features" if on_features else "images"}
     placeholder = update_config(config, lr=default_lr(strategy, config.optimizer), scheduler="none")
     meta = checkpoint_meta(created.spec, source.classes, created.preprocess, strategy=config.strategy)
-    module = _FinderModule(created.model, meta, {**_recipe(placeholder, source), **settings})
+    recipe = make_recipe(placeholder, source, frozen=frozen, inputs="features" if on_features else "images")
+    module = _FinderModule(created.model, meta, recipe)
     datamodule, _ = make_datamodule(config, source, created, on_features)
     datamodule.setup("fit")
     return module, datamodule.train_dataloader()
@@ -87,9 +83,8 @@ def find_lr(config: TrainConfig, source: DataSource, created: CreatedModel, out:
     module, loader = _finder_parts(config, source, created)
     strategy = _search_strategy(config.strategy or "scratch")
     log.info("lr-find: %d steps from %g to %g (%s, batch %d)", steps, MIN_LR, MAX_LR, strategy, config.batch_size)
-    with tempfile.TemporaryDirectory(prefix="imgcls-lr-find-") as scratch, warnings.catch_warnings():
-        for notice in (".*max_epochs.* was not set.*", ".*no `val_dataloader`.*"):  # by design here
-            warnings.filterwarnings("ignore", message=notice)
+    by_design = (".*max_epochs.* was not set.*", ".*no `val_dataloader`.*")  # a range test has neither
+    with tempfile.TemporaryDirectory(prefix="imgcls-lr-find-") as scratch, lightning_notices_hidden(*by_design):
         logging.getLogger("lightning.pytorch.trainer.connectors.checkpoint_connector").setLevel(logging.WARNING)
         trainer = pl.Trainer(accelerator="auto", devices=1, precision=config.precision, logger=False,
                              enable_checkpointing=False, enable_model_summary=False, default_root_dir=scratch,
@@ -145,10 +140,10 @@ def _write(finding: LrFinding, out: Path) -> Path:
     axis.set_ylabel("training loss (smoothed)")
     axis.set_title(f"learning-rate range test ({finding.strategy})")
     axis.legend()
-    path = out / PLOT
+    path = out / RunDir.LR_FIND_PLOT
     figure.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(figure)
-    (out / RESULT).write_text(json.dumps(finding.to_dict(), indent=2), encoding="utf-8")
+    (out / RunDir.LR_FIND_RESULT).write_text(json.dumps(finding.to_dict(), indent=2), encoding="utf-8")
     return path
 
 
@@ -164,7 +159,5 @@ def resolve_auto_lr(config: TrainConfig, source: DataSource, created: CreatedMod
 
 def lr_find(config: TrainConfig, out: str | Path, steps: int = DEFAULT_STEPS) -> LrFinding:
     """``imgcls lr-find``: data and model resolved exactly as ``imgcls train`` does, then the range test."""
-    from imgcls.training.fit import prepare
-
     config, source, created = prepare(config, verb="lr-find")
     return find_lr(config, source, created, Path(out), steps)

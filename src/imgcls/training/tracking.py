@@ -19,11 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 from imgcls.config import logger_names
 from imgcls.errors import ConfigError
+from imgcls.rundir import RunDir
 
 if TYPE_CHECKING:
     from lightning.pytorch.loggers import Logger
-
-    from imgcls.rundir import RunDir
 
 EXTRAS = {"wandb": ("wandb", "imgcls[wandb]"), "mlflow": ("mlflow", "imgcls[mlflow]")}
 DEFAULT_EXPERIMENT = "imgcls"
@@ -40,7 +39,7 @@ def check_loggers_installed(names: list[str]) -> None:
 def _mlflow_logger(run: RunDir, experiment: str, tracking_uri: str | None) -> Logger:
     from lightning.pytorch.loggers import MLFlowLogger
 
-    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or (run.path / "logs" / "mlruns").resolve().as_uri()
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or (run.file(RunDir.LOGS) / "mlruns").resolve().as_uri()
     if uri.startswith("file:") or "://" not in uri:
         # mlflow 3 keeps the file store in maintenance mode behind this switch; it is what works offline with no
         # database. A team server or sqlite:/// URI is used as given.
@@ -60,7 +59,7 @@ def _mlflow_logger(run: RunDir, experiment: str, tracking_uri: str | None) -> Lo
                 super().log_hyperparams(fresh)
 
     # One MLflow run per run directory: later stages and --resume continue it.
-    id_file = run.path / "logs" / "mlflow-run-id"
+    id_file = run.file(RunDir.LOGS) / "mlflow-run-id"
     run_id = id_file.read_text(encoding="utf-8").strip() if id_file.is_file() else None
     logger = RepeatableMLFlowLogger(experiment_name=experiment, run_name=run.path.name, tracking_uri=uri,
                                     run_id=run_id, tags={"imgcls.run_dir": str(run.path.resolve())})
@@ -74,7 +73,7 @@ def _wandb_logger(run: RunDir, experiment: str) -> Logger:
     from lightning.pytorch.loggers import WandbLogger
 
     offline = os.environ.get("WANDB_MODE", "offline").lower() in ("offline", "dryrun", "disabled")
-    save_dir = run.path / "logs"
+    save_dir = run.file(RunDir.LOGS)
     save_dir.mkdir(parents=True, exist_ok=True)
     return WandbLogger(project=experiment, name=run.path.name, save_dir=str(save_dir), offline=offline)
 
@@ -89,9 +88,9 @@ def make_loggers(config: Any, run: RunDir) -> list[Logger]:
     loggers: list[Logger] = []
     for name in names:
         if name == "tensorboard":
-            logger: Logger = TensorBoardLogger(run.path, name="logs", version="tensorboard", default_hp_metric=False)
+            logger: Logger = TensorBoardLogger(run.path, name=RunDir.LOGS, version="tensorboard", default_hp_metric=False)
         elif name == "csv":
-            logger = CSVLogger(run.path, name="logs", version="csv")
+            logger = CSVLogger(run.path, name=RunDir.LOGS, version="csv")
         elif name == "mlflow":
             logger = _mlflow_logger(run, experiment, getattr(config, "tracking_uri", None))
         else:

@@ -1,8 +1,9 @@
-"""The imgcls metadata an exported file carries: class names, preprocessing, model and provenance.
+"""What a model file carries besides its weights: class names, preprocessing, the network and provenance.
 
-ONNX files keep it as a ``metadata_props`` entry, TorchScript files as an extra file inside the
-archive; both hold the same JSON, so a ``.onnx`` or ``.ts`` file alone is enough to predict,
-evaluate and serve -- no run directory, no flags.
+Checkpoints (``.pt``) keep it as their ``"imgcls"`` entry (:func:`checkpoint_meta`). Exported files keep
+it as JSON (:class:`ExportMeta`): ONNX files as a ``metadata_props`` entry, TorchScript files as an extra
+file inside the archive, so a ``.onnx`` or ``.ts`` file alone is enough to predict, evaluate and serve --
+no run directory, no flags. The layout of both is in docs/run-directory.md.
 """
 
 from __future__ import annotations
@@ -10,16 +11,26 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imgcls.data.presets import Preprocess
 from imgcls.errors import CheckpointError
 
+if TYPE_CHECKING:
+    from imgcls.models.factory import ModelSpec
+
+CHECKPOINT_FORMAT = "imgcls"  # the checkpoint's entry, and its "format"
+CHECKPOINT_VERSION = 1
 META_KEY = "imgcls"  # ONNX metadata_props key
 TORCHSCRIPT_EXTRA = "imgcls.json"  # TorchScript _extra_files name
 FORMAT = "imgcls-export"
 VERSION = 1
 INPUT_NAME, OUTPUT_NAME = "image", "logits"
+
+
+def checkpoint_meta(spec: ModelSpec, classes: list[str], preprocess: Preprocess, **extra: Any) -> dict[str, Any]:
+    return {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "model": spec.to_dict(),
+            "classes": list(classes), "preprocess": preprocess.to_dict(), **extra}
 
 
 @dataclass
