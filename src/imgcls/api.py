@@ -115,6 +115,21 @@ def find_lr(data: str | Path | None = None, *, out: str | Path = ".", steps: int
     return lr_find(settings, out, steps=steps).to_dict()
 
 
+def doctor(data: str | Path, *, labels: bool = False, model: str | Path | None = None,
+           progress: Callable[[int, int], None] | None = None, workers: int | None = None) -> Any:
+    """The checks of ``imgcls doctor`` (a :class:`~imgcls.data.doctor.DoctorReport`). ``labels`` adds the
+    training files whose label is probably wrong (kind "suspect-label", worst first), judged on the
+    embeddings of ``model``'s backbone (a run or checkpoint; default: the pretrained efficientnet_lite0)."""
+    from imgcls.data.doctor import Problem, diagnose
+
+    report = diagnose(data, progress=progress, workers=workers)
+    if labels or model is not None:
+        from imgcls.training.label_issues import find_suspect_labels
+
+        report.problems += [Problem(*s.to_problem()) for s in find_suspect_labels(data, model)]
+    return report
+
+
 def split(src: str | Path, out: str | Path, val: float = 0.2, test: float = 0.0, seed: int = 42) -> dict:
     """Write a stratified train/val(/test) copy of one class-folder tree (hard links where possible)."""
     from imgcls.data.split import split_folder

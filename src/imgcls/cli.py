@@ -390,12 +390,19 @@ def doctor(
     data: str = typer.Argument(..., help="Folder with train/ and val/ (test/), or a folder of class folders."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
     workers: Optional[int] = typer.Option(None, min=1, help="Processes decoding files (by machine)."),
+    labels: bool = typer.Option(False, "--labels", help="Also find training images whose label is probably "
+                                                        "wrong (cross-validated heads on embeddings + cleanlab)."),
+    model: Optional[Path] = typer.Option(None, "--model", help="With --labels: a run (or .pt) whose backbone "
+                                                               "embeds the images (default: pretrained "
+                                                               "efficientnet_lite0)."),
 ) -> None:
-    """Check a data folder before training: broken files, odd images, empty classes, duplicates, leaks."""
-    from imgcls.data.doctor import diagnose, format_report
+    """Check a data folder before training: broken files, odd images, empty classes, duplicates, leaks
+    and, with --labels, suspect labels."""
+    from imgcls.api import doctor as run_doctor
+    from imgcls.data.doctor import format_report
 
     _setup_logging()
-    report = diagnose(data, progress=_progress("doctor"), workers=workers)
+    report = run_doctor(data, labels=labels, model=model, progress=_progress("doctor"), workers=workers)
     if as_json:
         _echo_json(report.to_dict())
     else:

@@ -40,6 +40,7 @@ KINDS = {
     "near-duplicate": "the same photo resized, re-compressed or edited, twice within a split",
     "leak": "the same photo (exact or near copy) in two splits: validation scores look too good",
     "imbalance": "a class with far fewer training images than the largest",
+    "suspect-label": "a training image that looks like another class (doctor --labels): worst first",
 }
 BLOCKING = ("no-images", "single-class")
 FILE_FIXES = {
