@@ -85,6 +85,24 @@ class Classifier:
             write_report(out, evaluation, self.predictor.source, source, self.run)
         return evaluation.metrics
 
+    def explain(self, inputs: str | Path | Iterable[str | Path], out: str | Path, *,
+                target: str | None = None) -> list[dict[str, Any]]:
+        """A Grad-CAM overlay per image (files and folders) written into ``out`` as NAME.gradcam.png, for the
+        predicted class or ``target``; returns ``[{"path", "label", "score", "overlay"}]``. PyTorch
+        checkpoints only (a run directory or .pt)."""
+        from imgcls.inference.explain import explainer_for, overlay_paths
+        from imgcls.inference.predictor import expand_image_paths
+        from imgcls.rundir import atomic_write_bytes
+
+        explanations = explainer_for(self.path).explain_files(
+            expand_image_paths([inputs] if isinstance(inputs, (str, Path)) else inputs), target)
+        results = []
+        for explanation, file in zip(explanations, overlay_paths([e.path for e in explanations], Path(out))):
+            atomic_write_bytes(file, explanation.png())
+            results.append({"path": explanation.path, "label": explanation.label,
+                            "score": round(explanation.score, 6), "overlay": str(file)})
+        return results
+
     # deploying -----------------------------------------------------------------------------------
     def export(self, format: str = "onnx", quantize: str | None = None, out: str | Path | None = None,  # noqa: A002
                data: str | Path | None = None, tolerance: float = 1e-3, max_accuracy_drop: float = 0.05,

@@ -344,6 +344,28 @@ def export(
     typer.echo(result["path"])
 
 
+# explain ----------------------------------------------------------------------------------------
+@app.command()
+def explain(
+    model: Path = typer.Argument(..., help="Run directory or .pt checkpoint (exported graphs have no layers "
+                                           "to look into)."),
+    images: list[Path] = typer.Argument(..., help="Image files or folders."),
+    out: Path = typer.Option(..., "--out", help="Folder for the overlays (NAME.gradcam.png)."),
+    target: Optional[str] = typer.Option(None, "--class", help="Explain this class instead of the predicted one."),
+    as_json: bool = typer.Option(False, "--json", help="Print [{path, label, score, overlay}] as JSON on stdout."),
+) -> None:
+    """Grad-CAM overlay per image: where the model looked for the class it predicted."""
+    from imgcls.api import Classifier
+
+    _setup_logging()
+    results = Classifier.load(model).explain(images, out, target=target)
+    if as_json:
+        _echo_json(results)
+        return
+    for item in results:
+        typer.echo(f"{item['path']}: {item['label']} {item['score']:.3f} -> {item['overlay']}")
+
+
 # serve ------------------------------------------------------------------------------------------
 @app.command()
 def serve(

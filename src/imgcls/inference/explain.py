@@ -107,14 +107,19 @@ class Explainer:
     def from_checkpoint(cls, path: str | Path) -> Explainer:
         from imgcls.models.checkpoint import load_checkpoint
 
+        from imgcls.models.hf import is_hf_arch
+
         checkpoint = load_checkpoint(path)
+        if is_hf_arch(checkpoint.spec.arch):
+            raise ModelError(f"{path}: Grad-CAM overlays are made for timm and built-in models; "
+                             f"{checkpoint.spec.name} is a Hugging Face transformers model")
         return cls(checkpoint.build(), checkpoint.classes, checkpoint.preprocess)
 
     def _crop(self, tensor: torch.Tensor) -> np.ndarray:
         """The preprocessed image as float RGB in [0, 1] (normalisation undone)."""
         mean = torch.tensor(self.preprocess.mean).view(3, 1, 1)
         std = torch.tensor(self.preprocess.std).view(3, 1, 1)
-        return (tensor * std + mean).clamp(0, 1).permute(1, 2, 0).numpy()
+        return (tensor.detach() * std + mean).clamp(0, 1).permute(1, 2, 0).numpy()
 
     def explain_images(self, images: Sequence[Image.Image], names: Sequence[str],
                        target: str | None = None, batch_size: int = 8) -> list[Explanation]:
@@ -151,18 +156,16 @@ class Explainer:
         return self.explain_images(images, names, target)
 
 
-def explainer_for(model_path: Path, backend: Any = None, classes: Sequence[str] = (),
-                  preprocess: Preprocess | None = None) -> Explainer:
-    """The Explainer of a model file: only PyTorch checkpoints keep the layers Grad-CAM needs."""
-    if model_path.suffix.lower() not in (".pt", ".pth", ".ckpt"):
-        raise CheckpointError(f"{model_path}: Grad-CAM needs the PyTorch checkpoint (an exported graph has no "
-                              f"layers to look into); pass the run directory or its best.pt")
-    network = getattr(backend, "model", None)
-    if isinstance(network, nn.Module) and preprocess is not None and not isinstance(network, torch.jit.ScriptModule):
-        import copy
+def explainer_for(model_path: str | Path) -> Explainer:
+    """The Explainer of a run directory or checkpoint: only PyTorch checkpoints keep the layers Grad-CAM
+    needs; exported graphs are refused."""
+    from imgcls.inference.predictor import resolve_model_path
 
-        return Explainer(copy.deepcopy(network), classes, preprocess)  # the backend's copy stays channels_last
-    return Explainer.from_checkpoint(model_path)
+    path = resolve_model_path(model_path)
+    if path.suffix.lower() not in (".pt", ".pth", ".ckpt"):
+        raise CheckpointError(f"{path}: Grad-CAM needs the PyTorch checkpoint (an exported graph has no layers to "
+                              f"look into); pass the run directory or its best.pt")
+    return Explainer.from_checkpoint(path)
 
 
 def overlay_paths(paths: Sequence[str], out: Path) -> list[Path]:

@@ -40,6 +40,7 @@ from imgcls.training.strategies import (Stage, apply_stage, default_head_epochs,
 from imgcls.training.distributed import (ProcessCount, create_run_dir, finish_launch, is_rank_zero,
                                          quiet_other_ranks, trainer_strategy)
 from imgcls.training.ema import ema_callbacks
+from imgcls.training.label_issues import training_suspects
 from imgcls.training.lr_find import resolve_auto_lr
 from imgcls.training.tracking import make_loggers
 
@@ -196,6 +197,7 @@ def fit(config: TrainConfig, source: DataSource, created: CreatedModel, run: Run
     first, history.epoch_offset = resume_point(resume_from) if resume_from else (0, 0)
     best_state: dict[str, Any] | None = None
     val_features: dict[int, torch.Tensor] = {}  # stage index -> val embeddings, for stages trained on the cache
+    suspects = None
     for stage in stages[first:]:
         total = history.epoch_offset + sum(s.epochs for s in stages[stage.index:])  # for "epoch k of N"
         trainer, best, stage_val_features = fit_stage(config, source, created, run, stage, history, best_state,
@@ -203,6 +205,8 @@ def fit(config: TrainConfig, source: DataSource, created: CreatedModel, run: Run
                                                       total)
         if stage_val_features is not None:
             val_features[stage.index] = stage_val_features
+            if suspects is None and trainer.is_global_zero and source.files:  # the train embeddings are cached
+                suspects = training_suspects(created.model, source, created.preprocess, created.spec.to_dict())
         if trainer.interrupted:
             raise TrainingInterrupted(f"training interrupted; resume with: imgcls train --resume {run.path}")
         best_state = best.state_dict()
@@ -211,9 +215,22 @@ def fit(config: TrainConfig, source: DataSource, created: CreatedModel, run: Run
         history.write()
         from imgcls.evaluation.report import write_run_report
 
-        write_run_report(run, source=source, probabilities=best_head_probabilities(run, created, val_features))
+        report_suspects(suspects, config, run)
+        write_run_report(run, source=source, probabilities=best_head_probabilities(run, created, val_features),
+                         suspects=None if suspects is None else [s.to_dict() for s in suspects])
         finish_launch(config.out, config.name)
     return run
+
+
+def report_suspects(suspects: list | None, config: TrainConfig, run: RunDir) -> None:
+    if suspects is None:
+        log.info("suspect labels: `imgcls doctor %s --labels --model %s` lists training images whose label is "
+                 "probably wrong", config.data, run.path)
+        return
+    log.info("suspect labels: %d training image(s) look like another class (report.html lists them; "
+             "`imgcls doctor %s --labels --model %s` too)", len(suspects), config.data, run.path)
+    for suspect in suspects[:5]:
+        log.info("  %s: %s -> %s (%.2f)", suspect.path, suspect.given, suspect.likely, suspect.likely_prob)
 
 
 def best_head_probabilities(run: RunDir, created: CreatedModel,

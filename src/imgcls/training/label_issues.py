@@ -175,3 +175,17 @@ def suspects_of_features(features: np.ndarray, source: DataSource, folds: int = 
     """Suspect labels of ``source``'s train split from its (cached) embeddings, in the split's order."""
     paths = [str(Path(p)) for p in source.paths("train") or []]
     return suspect_labels(features, np.asarray(source.labels("train")), paths, source.classes, folds, rank_by)
+
+
+def training_suspects(model: Any, source: DataSource, preprocess: Any, arch: dict[str, Any],
+                      batch_size: int = 64) -> list[SuspectLabel] | None:
+    """Suspect labels of a run's train split from the embeddings its frozen stage cached (a cache hit:
+    seconds); None, with the reason logged, when the data cannot be judged (a class of one image)."""
+    from imgcls.training.features import cached_features
+
+    features = cached_features(model, source, "train", preprocess, arch, batch_size=batch_size)
+    try:
+        return suspects_of_features(features.features.numpy(), source)
+    except DataError as exc:
+        log.info("suspect labels: not looked for (%s)", exc)
+        return None
