@@ -58,3 +58,32 @@ def test_explain_refuses_an_exported_graph(tmp_path: Path) -> None:
     exported.write_bytes(b"not used")
     with pytest.raises(CheckpointError, match="PyTorch checkpoint"):
         explainer_for(exported)
+
+
+def _cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
+    import sys
+
+    from imgcls.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["imgcls", *map(str, args)])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+        raise SystemExit(0)
+    captured = capsys.readouterr()
+    return int(exit_info.value.code or 0), captured.out, captured.err
+
+
+def test_explain_command_writes_overlays_and_refuses_exports_with_exit_2(
+        tiny_run: Path, tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    code, out, _ = _cli(monkeypatch, capsys, "explain", tiny_run, tiny_data / "val" / "checker", "--out",
+                        tmp_path / "cam", "--json")
+    rows = json.loads(out)
+    assert code == 0 and len(rows) == len(list((tiny_data / "val" / "checker").glob("*.png")))
+    assert all(Path(r["overlay"]).is_file() for r in rows)
+    exported = tmp_path / "model.onnx"
+    exported.write_bytes(b"x")
+    code, _, err = _cli(monkeypatch, capsys, "explain", exported, _images(tiny_data, 1)[0], "--out", tmp_path)
+    assert code == 2 and "pass the run directory" in err and "Traceback" not in err

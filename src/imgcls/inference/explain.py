@@ -161,11 +161,12 @@ def explainer_for(model_path: str | Path) -> Explainer:
     needs; exported graphs are refused."""
     from imgcls.inference.predictor import resolve_model_path
 
-    path = resolve_model_path(model_path)
+    path = Path(model_path)
+    path = resolve_model_path(path) if path.is_dir() else path
     if path.suffix.lower() not in (".pt", ".pth", ".ckpt"):
         raise CheckpointError(f"{path}: Grad-CAM needs the PyTorch checkpoint (an exported graph has no layers to "
                               f"look into); pass the run directory or its best.pt")
-    return Explainer.from_checkpoint(path)
+    return Explainer.from_checkpoint(resolve_model_path(path))
 
 
 def overlay_paths(paths: Sequence[str], out: Path) -> list[Path]:
