@@ -90,18 +90,7 @@ class Classifier:
         """A Grad-CAM overlay per image (files and folders) written into ``out`` as NAME.gradcam.png, for the
         predicted class or ``target``; returns ``[{"path", "label", "score", "overlay"}]``. PyTorch
         checkpoints only (a run directory or .pt)."""
-        from imgcls.inference.explain import explainer_for, overlay_paths
-        from imgcls.inference.predictor import expand_image_paths
-        from imgcls.rundir import atomic_write_bytes
-
-        explanations = explainer_for(self.path).explain_files(
-            expand_image_paths([inputs] if isinstance(inputs, (str, Path)) else inputs), target)
-        results = []
-        for explanation, file in zip(explanations, overlay_paths([e.path for e in explanations], Path(out))):
-            atomic_write_bytes(file, explanation.png())
-            results.append({"path": explanation.path, "label": explanation.label,
-                            "score": round(explanation.score, 6), "overlay": str(file)})
-        return results
+        return explain(self.path, inputs, out, target=target)
 
     # deploying -----------------------------------------------------------------------------------
     def export(self, format: str = "onnx", quantize: str | None = None, out: str | Path | None = None,  # noqa: A002
@@ -131,6 +120,24 @@ def find_lr(data: str | Path | None = None, *, out: str | Path = ".", steps: int
     from imgcls.training.lr_find import lr_find
 
     return lr_find(settings, out, steps=steps).to_dict()
+
+
+def explain(model: str | Path, inputs: str | Path | Iterable[str | Path], out: str | Path, *,
+            target: str | None = None) -> list[dict[str, Any]]:
+    """:meth:`Classifier.explain` of a run directory or .pt checkpoint, without loading a Predictor first."""
+    from imgcls.inference.explain import explainer_for, overlay_paths
+    from imgcls.inference.predictor import expand_image_paths
+    from imgcls.rundir import atomic_write_bytes
+
+    explainer = explainer_for(model)
+    explanations = explainer.explain_files(expand_image_paths([inputs] if isinstance(inputs, (str, Path))
+                                                              else inputs), target)
+    results = []
+    for explanation, file in zip(explanations, overlay_paths([e.path for e in explanations], Path(out))):
+        atomic_write_bytes(file, explanation.png())
+        results.append({"path": explanation.path, "label": explanation.label, "score": round(explanation.score, 6),
+                        "overlay": str(file)})
+    return results
 
 
 def doctor(data: str | Path, *, labels: bool = False, model: str | Path | None = None,

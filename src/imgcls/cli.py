@@ -355,10 +355,10 @@ def explain(
     as_json: bool = typer.Option(False, "--json", help="Print [{path, label, score, overlay}] as JSON on stdout."),
 ) -> None:
     """Grad-CAM overlay per image: where the model looked for the class it predicted."""
-    from imgcls.api import Classifier
+    from imgcls.api import explain as run_explain
 
     _setup_logging()
-    results = Classifier.load(model).explain(images, out, target=target)
+    results = run_explain(model, images, out, target=target)
     if as_json:
         _echo_json(results)
         return
