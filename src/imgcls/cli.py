@@ -418,8 +418,7 @@ def doctor(
                                                                "embeds the images (default: pretrained "
                                                                "efficientnet_lite0)."),
 ) -> None:
-    """Check a data folder before training: broken files, odd images, empty classes, duplicates, leaks
-    and, with --labels, suspect labels."""
+    """Check a data folder before training: broken files, odd images, duplicates, leaks (--labels: wrong labels)."""
     from imgcls.api import doctor as run_doctor
     from imgcls.data.doctor import format_report
 

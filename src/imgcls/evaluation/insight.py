@@ -50,8 +50,12 @@ def add_overlays(evaluation: Evaluation, model: Path, shown: list[ShownImage]) -
                 continue
             images.append(image)
         kept.append(item)
-    for item, explanation in zip(kept, explainer.explain_images(images, [i.name for i in kept],
-                                                                target=None)):
+    try:
+        explanations = explainer.explain_images(images, [i.name for i in kept])
+    except RuntimeError as exc:  # a network Grad-CAM cannot hook into must not cost the run its report
+        log.warning("report: no Grad-CAM overlays (%s: %s)", type(exc).__name__, str(exc).splitlines()[0][:160])
+        return
+    for item, explanation in zip(kept, explanations):
         item.overlay = _uri(explanation.overlay, OVERLAY_SIZE)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -121,6 +122,7 @@ def create_app(predictor: Predictor, limits: ServeLimits | None = None) -> FastA
                            limits.max_wait_ms)
     page = _page()
     explainer: list[Any] = []  # built on the first /explain request: most servers never get one
+    explain_lock = threading.Lock()  # Grad-CAM keeps one request's activations on the explainer
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -183,16 +185,17 @@ def create_app(predictor: Predictor, limits: ServeLimits | None = None) -> FastA
             image = await run_in_threadpool(load_image, data, predictor.preprocess.resize_size)
         except ImageLoadError as exc:
             raise UploadError(415, f"{name}: not a readable image ({exc.detail})") from None
-        png = await run_in_threadpool(_explain_png, explainer, predictor, image, name)
+        png = await run_in_threadpool(_explain_png, explainer, explain_lock, predictor, image, name)
         return Response(png, media_type="image/png")
 
     return app
 
 
-def _explain_png(explainer: list[Any], predictor: Predictor, image: Any, name: str) -> bytes:
+def _explain_png(explainer: list[Any], lock: threading.Lock, predictor: Predictor, image: Any, name: str) -> bytes:
     """The overlay of one image; the Explainer (a second copy of the network) is made once, on first use."""
     from imgcls.inference.explain import explainer_for
 
-    if not explainer:
-        explainer.append(explainer_for(predictor.source))  # an exported graph: ImgclsError, answered 400
-    return explainer[0].explain_images([image], [name])[0].png()
+    with lock:
+        if not explainer:
+            explainer.append(explainer_for(predictor.source))  # an exported graph: ImgclsError, answered 400
+        return explainer[0].explain_images([image], [name])[0].png()
