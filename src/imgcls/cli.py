@@ -65,9 +65,11 @@ def _progress(total_hint: str):  # noqa: ANN202 - returns a callback
 @app.command()
 def train(
     data: Optional[str] = typer.Argument(None, help="Folder with train/ and val/, a folder of class folders, "
-                                                    "or cifar10[:PATH]."),
+                                                    "a folder with labels.csv (multi-label), or cifar10[:PATH]."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue an interrupted run from its last.pt."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML file of settings (keys as flags; flags win)."),
+    task: Optional[str] = typer.Option(None, help="single | multilabel (detected: labels.csv with path,labels "
+                                                  "means multilabel).", rich_help_panel=TRAIN_FLAGS),
     model: Optional[str] = typer.Option(None, help="timm name, hf:DIR or hf:ORG/NAME (transformers), small_cnn/"
                                                    "cifar_cnn/resnet_cifar; `imgcls models` lists them "
                                                    "(efficientnet_lite0, ImageNet weights offline).",
@@ -225,6 +227,22 @@ def _report_text(metrics: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _multilabel_text(metrics: dict[str, Any]) -> str:
+    width = max(12, *(_columns(name) for name in metrics["per_class"]))
+    lines = [f"{'':{width}}  precision  recall  f1-score      AP  threshold  support"]
+    for name, m in metrics["per_class"].items():
+        ap = "-" if m["ap"] is None else f"{m['ap']:.4f}"
+        lines.append(f"{_padded(name, width)}  {m['precision']:9.4f}  {m['recall']:6.4f}  {m['f1']:8.4f}  {ap:>6}  "
+                     f"{m['threshold']:9.3f}  {m['support']:7d}")
+    lines.append("")
+    for key, label in (("macro_f1", "macro F1"), ("micro_f1", "micro F1"), ("mAP", "mAP"),
+                       ("macro_f1_at_0.5", "macro F1 @0.5"), ("accuracy", "exact match")):
+        lines.append(f"{label:{width}}  {metrics[key]:.4f}")
+    if metrics.get("note"):
+        lines.append(f"\nnote: {metrics['note']}")
+    return "\n".join(lines)
+
+
 @app.command()
 def evaluate(
     model: Path = typer.Argument(..., help="Run directory, .pt checkpoint, .onnx or .ts file."),
@@ -247,6 +265,10 @@ def evaluate(
     if as_json:
         _echo_json(metrics)
         typer.echo(f"report: {out / 'report.html'}", err=True)
+        return
+    if metrics.get("task") == "multilabel":
+        typer.echo(_multilabel_text(metrics))
+        typer.echo(f"\nreport: {out / 'report.html'}")
         return
     typer.echo(_report_text(metrics))
     typer.echo("\nconfusion matrix (rows: true, columns: predicted)")
@@ -295,6 +317,9 @@ def predict(
         _echo_json(results)
         return
     for r in results:
+        if "labels" in r:  # multi-label: every label over its threshold
+            typer.echo(f"{r['path']}\t" + (", ".join(f"{t['label']} {t['score']:.3f}" for t in r["labels"]) or "-"))
+            continue
         others = ", ".join(f"{t['label']} {t['score']:.3f}" for t in r["topk"][1:])
         typer.echo(f"{r['path']}\t{r['label']}\t{r['score']:.4f}" + (f"\t({others})" if others else ""))
 

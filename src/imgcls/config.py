@@ -25,6 +25,9 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     data: str | None = None
+    task: Literal["single", "multilabel"] | None = Field(
+        None, description="single: one class per image (class folders); multilabel: any number of labels per "
+                          "image (labels.csv); default: detected from the data")
     model: str = "efficientnet_lite0"
     strategy: Strategy | None = None
     weights: str | None = None
