@@ -19,8 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from imgcls.data.folders import class_files
 from imgcls.errors import DataError
 
@@ -157,18 +155,6 @@ def as_samples(rows: list[CsvRow], classes: list[str]) -> list[tuple[str, tuple[
     """(path, sorted class indices) per row: the multi-label form of a sample."""
     index = {name: i for i, name in enumerate(classes)}
     return [(row.path, tuple(sorted(index[label] for label in row.labels if label in index))) for row in rows]
-
-
-class MultiHot:
-    """Class indices -> a float multi-hot vector (the dataset's target transform)."""
-
-    def __init__(self, num_classes: int):
-        self.num_classes = num_classes
-
-    def __call__(self, indices: tuple[int, ...]) -> torch.Tensor:
-        target = torch.zeros(self.num_classes)
-        target[list(indices)] = 1.0
-        return target
 
 
 def random_split(rows: list[CsvRow], classes: list[str], val: float, seed: int) -> dict[str, list[CsvRow]]:

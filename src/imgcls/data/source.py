@@ -2,7 +2,8 @@
 
 - ``DIR`` with ``train/`` and ``val/`` (optional ``test/``) class-folder trees;
 - ``DIR`` of class folders only: split into train/val, stratified and seeded, recorded in split.json;
-- ``cifar10`` or ``cifar10:PATH``: CIFAR-10 python batches (its test batch serves as val and test).
+- ``cifar10`` or ``cifar10:PATH``: CIFAR-10 python batches (its test batch serves as val and test);
+- ``DIR`` with ``labels.csv`` (or ``train/`` and ``val/`` with their own): multi-label, see ``labels_csv.py``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
@@ -21,7 +23,7 @@ from imgcls.cache import cache_dir
 from imgcls.data.cifar import cifar10_root, is_cifar10_spec, load_cifar10
 from imgcls.data.folders import FolderScan, Sample, Skipped, data_folder, drop_empty_classes, scan_folder
 from imgcls.data.images import ImageLoadError, load_image
-from imgcls.data.labels_csv import MultiHot, labels_csv_of, resolve_labels_data
+from imgcls.data.labels_csv import labels_csv_of, resolve_labels_data
 from imgcls.data.split import samples_from_record, split_record, stratified_split
 from imgcls.errors import DataError
 
@@ -51,6 +53,18 @@ class ImageFileDataset(Dataset):
             except ImageLoadError as exc:
                 log.warning("skipped %s: %s", exc.path, exc.detail)
         raise DataError("no image in this split can be decoded")
+
+
+class MultiHot:
+    """Class indices -> a float multi-hot vector (the dataset's target transform)."""
+
+    def __init__(self, num_classes: int):
+        self.num_classes = num_classes
+
+    def __call__(self, indices: tuple[int, ...]) -> torch.Tensor:
+        target = torch.zeros(self.num_classes)
+        target[list(indices)] = 1.0
+        return target
 
 
 class ArrayImageDataset(Dataset):
