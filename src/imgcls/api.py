@@ -66,7 +66,8 @@ class Classifier:
 
     def predict(self, inputs: str | Path | Iterable[str | Path], topk: int = 5, batch_size: int = 32,
                 progress: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
-        """``[{"path", "label", "score", "topk": [{"label", "score"}]}]`` for image files and folders."""
+        """``[{"path", "label", "score", "topk": [{"label", "score"}]}]`` for image files and folders; a multi-label
+        model answers ``"labels": [{"label", "score"}]`` (every class over its threshold) in place of label/score."""
         return [p.to_dict() for p in self.predictor.predict(inputs, topk=topk, batch_size=batch_size,
                                                             progress=progress)]
 

@@ -307,7 +307,7 @@ def predict(
     batch_size: int = typer.Option(32, min=1, help="Images per forward pass."),
     as_json: bool = typer.Option(False, "--json", help="Print predictions as JSON on stdout."),
 ) -> None:
-    """Predict the class of image files and folders."""
+    """Predict the class of image files and folders (multi-label models: every label over its threshold)."""
     from imgcls.api import Classifier
 
     _setup_logging()
@@ -412,7 +412,8 @@ def split_command(
 # doctor -----------------------------------------------------------------------------------------
 @app.command()
 def doctor(
-    data: str = typer.Argument(..., help="Folder with train/ and val/ (test/), or a folder of class folders."),
+    data: str = typer.Argument(..., help="Folder with train/ and val/ (test/), a folder of class folders, or a "
+                                         "folder with labels.csv (multi-label)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
     workers: Optional[int] = typer.Option(None, min=1, help="Processes decoding files (by machine)."),
 ) -> None:
