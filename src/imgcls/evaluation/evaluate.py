@@ -100,7 +100,7 @@ def evaluate_predictor(predictor: Predictor, source: DataSource, split: str = "v
         from imgcls.evaluation.multilabel import evaluate_multilabel
 
         return evaluate_multilabel(predictor, source, split, batch_size, workers, tta, progress)
-    if predictor.multilabel:
+    if getattr(predictor, "multilabel", False):
         raise DataError(f"{predictor.source} is a multi-label model; evaluate it on a folder with labels.csv "
                         f"(path,labels), not on class folders ({source.spec})")
     remap = torch.tensor(label_map(source.classes, predictor.classes))
