@@ -83,8 +83,12 @@ def train(
     if not is_rank_zero():  # the other processes of a distributed run: rank 0 reports
         return
     summary = classifier.run.read_metrics()
-    typer.echo(f"best val_acc {summary['best_val_acc']:.4f} at epoch {summary['best_epoch']} "
-               f"of {len(summary['epochs'])}, {summary['wall_seconds']:.0f} s", err=True)
+    by = summary.get("best_epoch_by")  # multi-label: the best epoch is the one of the highest val mAP
+    row = next((r for r in summary["epochs"] if r["epoch"] == summary["best_epoch"]), {})
+    best = f"best {by} {row.get(by, float('nan')):.4f} (val_acc, exact match, {summary['best_val_acc']:.4f})" \
+        if by else f"best val_acc {summary['best_val_acc']:.4f}"
+    typer.echo(f"{best} at epoch {summary['best_epoch']} of {len(summary['epochs'])}, "
+               f"{summary['wall_seconds']:.0f} s", err=True)
     typer.echo(str(classifier.path))
 
 
