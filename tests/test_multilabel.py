@@ -3,9 +3,11 @@ features), thresholds stored in best.pt, evaluate, predict, serve and ONNX answe
 
 from __future__ import annotations
 
-import importlib.util
+import functools
 import json
+import runpy
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -17,14 +19,13 @@ from imgcls.inference.predictor import Predictor
 from imgcls.models.checkpoint import load_checkpoint
 from imgcls.serve.app import create_app
 from imgcls.training.fit import train
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 
-def _maker():  # noqa: ANN202 - the examples module
-    spec = importlib.util.spec_from_file_location("examples_multilabel", REPO / "examples" / "make_multilabel.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+@functools.cache
+def _maker() -> SimpleNamespace:
+    """examples/make_multilabel.py's names (make_multilabel, CLASSES...), run once."""
+    return SimpleNamespace(**runpy.run_path(str(REPO / "examples" / "make_multilabel.py")))
 
 
 @pytest.fixture(scope="module")

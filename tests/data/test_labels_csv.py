@@ -13,7 +13,7 @@ from imgcls.config import load_train_config
 from imgcls.data.doctor import diagnose
 from imgcls.data.source import resolve_data
 from imgcls.errors import ConfigError, DataError
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 
 
 def _images(folder: Path, count: int, prefix: str = "img") -> list[str]:
