@@ -66,7 +66,8 @@ class Classifier:
 
     def predict(self, inputs: str | Path | Iterable[str | Path], topk: int = 5, batch_size: int = 32,
                 progress: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
-        """``[{"path", "label", "score", "topk": [{"label", "score"}]}]`` for image files and folders."""
+        """``[{"path", "label", "score", "topk": [{"label", "score"}]}]`` for image files and folders; a multi-label
+        model answers ``"labels": [{"label", "score"}]`` (every class over its threshold) in place of label/score."""
         return [p.to_dict() for p in self.predictor.predict(inputs, topk=topk, batch_size=batch_size,
                                                             progress=progress)]
 
@@ -142,7 +143,8 @@ def explain(model: str | Path, inputs: str | Path | Iterable[str | Path], out: s
 
 def doctor(data: str | Path, *, labels: bool = False, model: str | Path | None = None,
            progress: Callable[[int, int], None] | None = None, workers: int | None = None) -> Any:
-    """The checks of ``imgcls doctor`` (a :class:`~imgcls.data.doctor.DoctorReport`). ``labels`` adds the
+    """The checks of ``imgcls doctor`` (a :class:`~imgcls.data.doctor.DoctorReport`; ``.to_dict()`` is
+    ``imgcls doctor --json``). ``labels`` adds the
     training files whose label is probably wrong (kind "suspect-label", worst first), judged on the
     embeddings of ``model``'s backbone (a run or checkpoint; default: the pretrained efficientnet_lite0)."""
     from imgcls.data.doctor import Problem, diagnose
@@ -167,3 +169,19 @@ def compare(runs: Iterable[str | Path], out: str | Path) -> list[dict[str, Any]]
     from imgcls.evaluation.compare import compare_runs
 
     return [row.to_dict() for row in compare_runs(list(runs), out)]
+
+
+def bench(data: str | Path, *, batches: int = 4, steps: int = 2, config: str | Path | None = None,
+          **options: Any) -> dict[str, Any]:
+    """Input pipeline vs model throughput of training on DATA with the options of ``imgcls train``:
+    ``{"data", "model", "bound", "ratio", "advice"}``."""
+    from imgcls.training.bench import bench as measure
+
+    return measure(str(data), batches=batches, steps=steps, config_file=config, **options)
+
+
+def list_models(pattern: str | None = None, *, offline: bool = False) -> list[Any]:
+    """The models ``--model`` takes (``.to_dict()`` of each is ``imgcls models --json``)."""
+    from imgcls.models.catalog import list_models as catalog
+
+    return catalog(pattern, offline_only=offline)

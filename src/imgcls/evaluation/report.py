@@ -184,6 +184,10 @@ def _writable(folder: Path) -> Path:
 def write_report(out: str | Path, evaluation: Evaluation, model: Path, source: DataSource,
                  run: RunDir | None = None, suspects: list[dict[str, Any]] | None = None) -> Path:
     """Pictures, evaluation.json and report.html for ``evaluation`` in ``out``; returns report.html's path."""
+    if getattr(evaluation, "task", "single") == "multilabel":
+        from imgcls.evaluation.multilabel_report import write_multilabel_report
+
+        return write_multilabel_report(out, evaluation, model, source, run)
     out = _writable(Path(out))
     name = run.path.name if run else model.name
     title = f"{name} ({evaluation.split})"
