@@ -150,6 +150,9 @@ def train_split_source(data: str | Path) -> DataSource:
         raise DataError("suspect labels are found in folders of image files; CIFAR-10 comes as arrays")
     root = data_folder(data)
     folder = root / "train" if (root / "train").is_dir() else root
+    if (folder / "labels.csv").is_file():
+        raise DataError(f"{folder / 'labels.csv'}: suspect labels are looked for in single-label class folders; "
+                        f"multi-label data (labels.csv) is not checked for them")
     scan = drop_empty_classes(scan_folder(folder))
     if len(scan.classes) < 2:
         raise DataError(f"finding suspect labels needs at least two class folders with images under {folder}")
