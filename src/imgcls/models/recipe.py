@@ -34,6 +34,7 @@ class Recipe:
     frozen: bool = False  # train the head alone (the backbone stays in eval mode)
     inputs: Literal["images", "features"] = "images"  # features: cached embeddings go straight to the head
     epoch_offset: int = 0  # epochs of earlier stages of the same run
+    task: Literal["single", "multilabel"] = "single"  # multilabel: one sigmoid per class
 
     def __post_init__(self) -> None:
         if self.class_weights is not None:

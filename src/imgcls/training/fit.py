@@ -20,17 +20,20 @@ from lightning.pytorch.callbacks import EarlyStopping
 from imgcls.config import TrainConfig, config_of_run
 from imgcls.data.source import DataSource
 from imgcls.errors import ConfigError, TrainingInterrupted
+from imgcls.evaluation.multilabel_report import write_multilabel_run_report
 from imgcls.evaluation.report import write_run_report
 from imgcls.models.checkpoint import load_checkpoint, read_checkpoint_file
 from imgcls.models.factory import CreatedModel
 from imgcls.models.metadata import checkpoint_meta
-from imgcls.models.module import ClassifierModule
+from imgcls.models.multilabel import module_class, selection_metric
 from imgcls.models.recipe import Recipe
+from imgcls.models.task import is_multilabel
 from imgcls.rundir import RunDir
 from imgcls.training.callbacks import (AtomicCheckpointIO, EpochLog, EpochProgressBar, RunHistory, SaveOnInterrupt,
                                       run_checkpoints)
 from imgcls.training.distributed import ProcessCount, create_run_dir, finish_launch, is_rank_zero, trainer_strategy
 from imgcls.training.ema import ema_callbacks
+from imgcls.training.label_issues import training_suspects
 from imgcls.training.lr_find import resolve_auto_lr
 from imgcls.training.setup import lightning_notices_hidden, make_datamodule, make_recipe, prepare, use_feature_cache
 from imgcls.training.strategies import Stage, apply_stage, plan_stages
@@ -42,7 +45,8 @@ log = logging.getLogger(__name__)
 def build_trainer(config: TrainConfig, run: RunDir, callbacks: list[pl.Callback], epochs: int,
                   progress: pl.Callback) -> pl.Trainer:
     if config.patience:
-        callbacks = [*callbacks, EarlyStopping(monitor="val_acc", mode="max", patience=config.patience)]
+        callbacks = [*callbacks, EarlyStopping(monitor=selection_metric(config.task), mode="max",
+                                               patience=config.patience)]
     callbacks = [*ema_callbacks(config), *callbacks]  # first: EMA sets the epoch's val_acc before RunHistory reads it
     loggers = make_loggers(config, run)
     return pl.Trainer(max_epochs=epochs, accelerator="auto", devices=config.devices, num_nodes=config.num_nodes,
@@ -78,10 +82,11 @@ def fit(config: TrainConfig, source: DataSource, created: CreatedModel, run: Run
              " then ".join(f"{s.epochs} epoch(s) {'head only' if s.frozen else 'all layers'} at lr {s.lr:g}"
                            + (f", layer decay {s.layer_decay:g}" if s.layer_decay < 1 else "") for s in stages))
     log.info("run: %s", run.path)
-    history = RunHistory(run)
+    history = RunHistory(run, monitor=selection_metric(config.task))
     first, history.epoch_offset = resume_point(resume_from) if resume_from else (0, 0)
     best_state: dict[str, Any] | None = None
     val_features: dict[int, torch.Tensor] = {}  # stage index -> val embeddings, for stages trained on the cache
+    suspects = None
     for stage in stages[first:]:
         total = history.epoch_offset + sum(s.epochs for s in stages[stage.index:])  # for "epoch k of N"
         trainer, best, stage_val_features = fit_stage(config, source, created, run, stage, history, best_state,
@@ -89,15 +94,35 @@ def fit(config: TrainConfig, source: DataSource, created: CreatedModel, run: Run
                                                       total)
         if stage_val_features is not None:
             val_features[stage.index] = stage_val_features
+            if suspects is None and trainer.is_global_zero and source.files and source.task != "multilabel":
+                # the train embeddings are in the feature cache now: confident learning costs seconds
+                suspects = training_suspects(created.model, source, created.preprocess, created.spec.to_dict())
         if trainer.interrupted:
             raise TrainingInterrupted(f"training interrupted; resume with: imgcls train --resume {run.path}")
         best_state = best.state_dict()
         history.next_stage()
     if trainer.is_global_zero:
         history.write()
-        write_run_report(run, source=source, probabilities=best_head_probabilities(run, created, val_features))
+        probabilities = best_head_probabilities(run, created, val_features)
+        if source.task == "multilabel":  # thresholds are chosen on val, stored in best.pt, then reported
+            write_multilabel_run_report(run, source=source, probabilities=probabilities)
+        else:
+            report_suspects(suspects, config, run)
+            write_run_report(run, source=source, probabilities=probabilities,
+                             suspects=None if suspects is None else [s.to_dict() for s in suspects])
         finish_launch(config.out, config.name)
     return run
+
+
+def report_suspects(suspects: list | None, config: TrainConfig, run: RunDir) -> None:
+    if suspects is None:
+        log.info("suspect labels: `imgcls doctor %s --labels --model %s` lists training images whose label is "
+                 "probably wrong", config.data, run.path)
+        return
+    log.info("suspect labels: %d training image(s) look like another class (report.html lists them; "
+             "`imgcls doctor %s --labels --model %s` too)", len(suspects), config.data, run.path)
+    for suspect in suspects[:5]:
+        log.info("  %s: %s -> %s (%.2f)", suspect.path, suspect.given, suspect.likely, suspect.likely_prob)
 
 
 def best_head_probabilities(run: RunDir, created: CreatedModel,
@@ -113,7 +138,8 @@ def best_head_probabilities(run: RunDir, created: CreatedModel,
     model = created.model
     model.load_state_dict(best.state_dict)
     with torch.inference_mode():
-        return torch.softmax(model.eval().get_classifier()(features).float(), dim=1).numpy()
+        logits = model.eval().get_classifier()(features).float()
+        return (torch.sigmoid(logits) if is_multilabel(best.info) else torch.softmax(logits, dim=1)).numpy()
 
 
 def resume_point(last: Path) -> tuple[int, int]:
@@ -136,12 +162,12 @@ def fit_stage(config: TrainConfig, source: DataSource, created: CreatedModel, ru
              f"{sum(p.numel() for p in model.parameters() if p.requires_grad):,}",
              f"{sum(p.numel() for p in model.parameters()):,}", ", on cached features" if on_features else "")
     meta = checkpoint_meta(created.spec, source.classes, created.preprocess, strategy=config.strategy,
-                           stage=stage.index)
+                           stage=stage.index, task=source.task)
     recipe = make_recipe(config, source, **settings, inputs="features" if on_features else "images",
                          epoch_offset=history.epoch_offset)
-    module = ClassifierModule(model, meta, recipe)
+    module = module_class(source.task)(model, meta, recipe)
     datamodule, val_features = make_datamodule(config, source, created, on_features)
-    best, last = run_checkpoints(run)
+    best, last = run_checkpoints(run, selection_metric(config.task))
     if best_state:
         best.load_state_dict(best_state)  # a later stage must beat the best epoch of the earlier ones
     progress = (EpochProgressBar if sys.stderr.isatty() else EpochLog)(total_epochs, history.epoch_offset)

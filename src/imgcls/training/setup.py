@@ -72,6 +72,7 @@ def resolve_config(config: TrainConfig, source: DataSource) -> TrainConfig:
         raise ConfigError(f"--strategy {strategy} needs pretrained weights, but {config.model} has none here "
                           f"(--no-pretrained or a scratch net); use --strategy scratch, or give --weights PATH")
     changes: dict[str, Any] = {
+        "task": resolve_task(config, source),
         "strategy": strategy,
         "pretrained": pretrained,
         "lr": config.lr or default_lr(strategy, config.optimizer),
@@ -88,6 +89,24 @@ def resolve_config(config: TrainConfig, source: DataSource) -> TrainConfig:
     return config
 
 
+def resolve_task(config: TrainConfig, source: DataSource) -> str:
+    """The task the data holds (labels.csv: multilabel); --task only confirms it, and multi-label refuses the
+    settings that assume one class per image."""
+    if config.task is not None and config.task != source.task:
+        found = "labels.csv (multi-label)" if source.task == "multilabel" else "class folders (one label each)"
+        raise ConfigError(f"--task {config.task}, but {source.spec} holds {found}; drop --task, or give "
+                          + ("a folder with labels.csv (path,labels)" if config.task == "multilabel"
+                             else "a folder of class folders"))
+    if source.task == "multilabel":
+        for name, value, off in (("mixup", config.mixup, 0), ("cutmix", config.cutmix, 0),
+                                 ("label_smoothing", config.label_smoothing, 0), ("balance", config.balance, "none"),
+                                 ("ema", config.ema, False)):
+            if value != off:
+                raise ConfigError(f"--{name.replace('_', '-')} assumes one class per image; multi-label training "
+                                  f"(labels.csv) does not support it: drop the flag")
+    return source.task
+
+
 def make_recipe(config: TrainConfig, source: DataSource, **stage: Any) -> Recipe:
     """The module's recipe: ``config``'s optimisation settings, then the stage's (lr, epochs, frozen, inputs...)."""
     weights = None
@@ -96,7 +115,7 @@ def make_recipe(config: TrainConfig, source: DataSource, **stage: Any) -> Recipe
     settings = {"optimizer": config.optimizer, "lr": config.lr, "weight_decay": config.weight_decay,
                 "momentum": config.momentum, "scheduler": config.scheduler, "warmup_epochs": config.warmup_epochs,
                 "epochs": config.epochs, "label_smoothing": config.label_smoothing, "mixup": config.mixup,
-                "cutmix": config.cutmix, "class_weights": weights}
+                "cutmix": config.cutmix, "class_weights": weights, "task": source.task}
     return Recipe(**{**settings, **stage})
 
 
@@ -155,7 +174,7 @@ def prepare(config: TrainConfig, verb: str = "train", resuming: RunDir | None = 
         if source.classes != resuming.read_classes():
             raise ConfigError(f"the classes in {config.data} ({', '.join(source.classes)}) are no longer those of "
                               f"the run ({', '.join(resuming.read_classes())}); restore the data or start a new run")
-    elif is_rank_zero():
+    elif is_rank_zero() and source.task == "single":  # labels.csv rows were checked as they were read
         check_training_data(source)  # warns about leaks, label conflicts, duplicates, imbalance
     config = resolve_config(config, source)
     created = create_model(config.model, len(source.classes), pretrained=config.pretrained and resuming is None,
@@ -176,7 +195,8 @@ def make_datamodule(config: TrainConfig, source: DataSource, created: CreatedMod
                                  balance=config.balance, seed=config.seed), val_set.features
     return ImageDataModule(source, created.preprocess, batch_size=config.batch_size, workers=config.workers,
                            augment=config.augment, hflip=config.hflip, balance=config.balance, seed=config.seed,
-                           decoded_cache=use_decoded_cache(config, source, created.preprocess)), None
+                           decoded_cache=source.task == "single" and use_decoded_cache(config, source,
+                                                                                       created.preprocess)), None
 
 
 def mirror_features(config: TrainConfig) -> bool:
