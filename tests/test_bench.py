@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from imgcls.config import load_train_config
 from imgcls.training.bench import advice, describe
 from tests.helpers import run_cli, run_main
 
 
+@pytest.mark.slow
 def test_bench_json_names_both_throughputs_and_the_bound(tiny_data: Path) -> None:
     result = run_cli("bench", tiny_data, "--model", "small_cnn", "--json", "--workers", "0", "--batch-size", "8",
                      check=True)

@@ -144,6 +144,7 @@ def test_user_mistake_exits_2_with_one_clear_message(args, expected, bad, tiny_r
 REAL_EXECUTABLE = [0, 16, 20, 23, 28, 39, 41, 44, 47]  # rows of CASES: one per command and loader
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("row", REAL_EXECUTABLE, ids=[" ".join(CASES[i][0])[:60] for i in REAL_EXECUTABLE])
 def test_real_executable_exits_2_with_one_clear_message(row, bad, tiny_run, tiny_data):
     args, expected = CASES[row]

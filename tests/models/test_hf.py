@@ -103,6 +103,7 @@ def test_processor_with_centre_crop_gives_resize_and_crop() -> None:
     assert pre.img_size == 224 and pre.resize_size == 256 and pre.interpolation == "bilinear"
 
 
+@pytest.mark.slow
 def test_run_works_without_the_original_folder(vit_run: Path, tiny_data: Path, tmp_path: Path) -> None:
     checkpoint = load_checkpoint(vit_run / "best.pt")
     assert checkpoint.spec.name.startswith("hf:") and checkpoint.spec.arch == "transformers:vit"
@@ -117,6 +118,7 @@ def test_run_works_without_the_original_folder(vit_run: Path, tiny_data: Path, t
     assert [p["label"] for p in onnx_predictions] == [p["label"] for p in predictions]
 
 
+@pytest.mark.slow
 def test_run_is_served(vit_run: Path, tiny_data: Path) -> None:
     from fastapi.testclient import TestClient
 

@@ -22,6 +22,8 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
+pytestmark = pytest.mark.slow  # a real browser against a live server
+
 
 def _free_port() -> int:
     with socket.socket() as probe:

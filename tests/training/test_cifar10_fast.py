@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 import yaml
 
@@ -15,6 +16,7 @@ from tests.helpers import REPO, write_cifar_batches
 PRESET = REPO / "configs" / "cifar10-fast.yaml"
 
 
+@pytest.mark.slow
 def test_preset_trains_on_cifar_batches(tmp_path: Path) -> None:
     from imgcls.config import load_train_config
     from imgcls.training.fit import train

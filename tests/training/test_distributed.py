@@ -17,6 +17,8 @@ LAUNCHER_VARS = ("RANK", "LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "SLURM_PROCID"
                  "TORCHELASTIC_RUN_ID", "MASTER_ADDR", "MASTER_PORT", distributed.RUN_DIR_ENV,
                  distributed.DEVICES_ENV)
 
+pytestmark = pytest.mark.slow  # two training processes
+
 
 @pytest.fixture()
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:

@@ -44,6 +44,7 @@ def test_range_test_on_train_pieces_leaves_the_weights_and_writes_plot(tiny_data
     assert json.loads((tmp_path / "lr_find.json").read_text())["suggestion"] == pytest.approx(finding.suggestion)
 
 
+@pytest.mark.slow
 def test_cli_prints_the_suggestion_as_json(tiny_data: Path, tmp_path: Path) -> None:
     code, out, err = run_main("lr-find", str(tiny_data), "--model", "small_cnn", "--batch-size", "16", "--workers",
                               "0", "--steps", "12", "--out", str(tmp_path), "--json")

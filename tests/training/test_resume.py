@@ -69,6 +69,7 @@ def test_interrupt_before_the_first_epoch_ends_still_leaves_a_resumable_run(
     assert [epoch for epoch, _ in _rows(resumed)] == [1, 2, 3]
 
 
+@pytest.mark.slow
 def test_staged_resumes_in_its_second_stage(tiny_data: Path, tiny_run: Path, tmp_path: Path) -> None:
     settings = _settings(tiny_data, tmp_path, "staged", strategy="staged", head_epochs=1,
                          weights=str(tiny_run / "best.pt"))
@@ -80,6 +81,7 @@ def test_staged_resumes_in_its_second_stage(tiny_data: Path, tiny_run: Path, tmp
     assert last["imgcls"]["stage"] == 1 and last["imgcls"]["epoch"] == 3
 
 
+@pytest.mark.slow
 def test_ctrl_c_exits_130_with_a_resume_hint_and_resume_finishes(tiny_data: Path, tmp_path: Path) -> None:
     command = [sys.executable, "-m", "imgcls", "train", str(tiny_data), "--model", "small_cnn", "--epochs", "5",
                "--img-size", "32", "--batch-size", "4", "--workers", "1", "--out", str(tmp_path), "--name", "sig"]

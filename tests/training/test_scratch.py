@@ -21,6 +21,7 @@ def digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_digits(tmp_path_factory.mktemp("digits"), train=60, val=20, digits=[0, 1, 4, 7])
 
 
+@pytest.mark.slow
 def test_small_cnn_learns_digits_from_scratch(digits: Path, tmp_path: Path) -> None:
     # No flips (a mirrored 7 is no digit) and no crops that cut strokes off: --augment none --no-hflip.
     config = load_train_config(data=str(digits), model="small_cnn", epochs=8, batch_size=16, lr=3e-3, workers=0,

@@ -47,6 +47,7 @@ def history(client, run, key: str) -> list[float]:  # noqa: ANN001
     return [m.value for m in sorted(client.get_metric_history(run.info.run_id, key), key=lambda m: m.step)]
 
 
+@pytest.mark.slow
 def test_mlflow_local_store_records_parameters_and_each_epoch(tracked_run: Path, mlflow_run) -> None:  # noqa: ANN001
     client, run = mlflow_run
     config = yaml.safe_load((tracked_run / "config.yaml").read_text())
@@ -74,6 +75,7 @@ def test_lr_auto_records_the_found_rate_and_its_plot(tracked_run: Path) -> None:
     assert json.loads((tracked_run / "lr_find.json").read_text())["suggestion"] == pytest.approx(config["lr"])
 
 
+@pytest.mark.slow
 def test_ema_epochs_stand_for_the_better_weights(tracked_run: Path, mlflow_run) -> None:  # noqa: ANN001
     client, run = mlflow_run
     recorded = [row["val_acc"] for row in json.loads((tracked_run / "metrics.json").read_text())["epochs"]]
