@@ -94,7 +94,7 @@ def test_a_malformed_labels_csv_is_exit_2_naming_the_row_for_doctor_and_train(on
 
 
 def test_task_flag_must_match_the_data(one_csv: Path, tiny_data: Path):
-    from imgcls.training.fit import resolve_task
+    from imgcls.training.setup import resolve_task
 
     with pytest.raises(ConfigError, match="--task multilabel, but .* class folders"):
         resolve_task(load_train_config(task="multilabel"), resolve_data(tiny_data))
