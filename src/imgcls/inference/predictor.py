@@ -93,10 +93,16 @@ def _load_torchscript(path: Path, device: str) -> LoadedModel:
     return load_torchscript(path, device)
 
 
+def _load_openvino(path: Path, device: str) -> LoadedModel:
+    from imgcls.inference.openvino_backend import load_openvino
+
+    return load_openvino(path, device)
+
+
 # Suffix -> loader (each imports its runtime only when a file of its kind is loaded).
 BACKENDS: dict[str, Callable[[Path, str], LoadedModel]] = {".pt": _load_torch, ".pth": _load_torch,
                                                            ".ckpt": _load_torch, ".onnx": _load_onnx,
-                                                           ".ts": _load_torchscript}
+                                                           ".ts": _load_torchscript, ".xml": _load_openvino}
 
 
 def resolve_model_path(path: str | Path) -> Path:
@@ -106,10 +112,10 @@ def resolve_model_path(path: str | Path) -> Path:
         return RunDir.open(path).best_checkpoint
     if not path.is_file():
         raise CheckpointError(f"model not found: {path}; give a run directory, a .pt checkpoint, "
-                              f"an exported .onnx or a TorchScript .ts file")
+                              f"an exported .onnx, TorchScript .ts or OpenVINO .xml file")
     if path.suffix.lower() not in BACKENDS:
         raise CheckpointError(f"{path}: unknown model file type '{path.suffix}'; "
-                              f"give a run directory, .pt, .onnx or .ts file")
+                              f"give a run directory, .pt, .onnx, .ts or .xml file")
     return path
 
 
