@@ -58,7 +58,7 @@ class Classifier:
     # using a model -------------------------------------------------------------------------------
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu") -> Classifier:
-        """A run directory, ``.pt`` checkpoint, exported ``.onnx`` or TorchScript ``.ts`` file."""
+        """A run directory, ``.pt`` checkpoint, exported ``.onnx``, TorchScript ``.ts`` or OpenVINO ``.xml`` file."""
         from imgcls.evaluation.evaluate import run_dir_of
         from imgcls.inference.predictor import Predictor
 
@@ -69,6 +69,38 @@ class Classifier:
         """``[{"path", "label", "score", "topk": [{"label", "score"}]}]`` for image files and folders."""
         return [p.to_dict() for p in self.predictor.predict(inputs, topk=topk, batch_size=batch_size,
                                                             progress=progress)]
+
+    def __call__(self, images: Any, topk: int = 5, batch_size: int = 32) -> dict[str, Any] | list[dict[str, Any]]:
+        """Classify like a ``transformers`` pipeline call: one image file or PIL image gives one dict, a
+        folder or a list (of paths, or of PIL images) a list of dicts, each as :meth:`predict` returns it
+        (PIL images without a file name have ``"path": None``)."""
+        from PIL import Image
+
+        if isinstance(images, Image.Image):
+            return self._predict_pictures([images], topk, batch_size)[0]
+        if isinstance(images, (str, Path)):
+            results = self.predict(images, topk=topk, batch_size=batch_size)
+            return results if Path(images).expanduser().is_dir() else results[0]
+        items = list(images)
+        pictures = [isinstance(item, Image.Image) for item in items]
+        if items and all(pictures):
+            return self._predict_pictures(items, topk, batch_size)
+        if any(pictures):
+            from imgcls.errors import DataError
+
+            raise DataError("give a list of image paths or a list of PIL images, not both in one list")
+        return self.predict(items, topk=topk, batch_size=batch_size)
+
+    def _predict_pictures(self, images: list[Any], topk: int, batch_size: int) -> list[dict[str, Any]]:
+        from imgcls.data.images import to_rgb
+
+        results = []
+        for start in range(0, len(images), batch_size):
+            chunk = images[start:start + batch_size]
+            probs = self.predictor.predict_images([to_rgb(image) for image in chunk])
+            results += [self.predictor.labelled(getattr(image, "filename", None) or None, row, topk).to_dict()
+                        for image, row in zip(chunk, probs)]
+        return results
 
     def evaluate(self, data: str | Path | None = None, split: str = "val", *, tta: bool = False,
                  out: str | Path | None = None, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
@@ -87,11 +119,12 @@ class Classifier:
 
     # deploying -----------------------------------------------------------------------------------
     def export(self, format: str = "onnx", quantize: str | None = None, out: str | Path | None = None,  # noqa: A002
-               data: str | Path | None = None, tolerance: float = 1e-3, max_accuracy_drop: float = 0.05,
+               data: str | Path | None = None, tolerance: float | None = None, max_accuracy_drop: float = 0.05,
                ) -> dict[str, Any]:
-        """Export to ONNX (``quantize="int8"`` optional) or TorchScript, checked against PyTorch on the
-        run's val images; returns the summary (``path``, ``parity``, ``int8``...). ``out`` defaults to
-        beside the checkpoint (``runs/NAME/best.onnx``)."""
+        """Export to ONNX (``quantize="int8"`` optional), TorchScript, OpenVINO (``.xml`` + ``.bin``) or a
+        Hugging Face folder (``format="hf"``), checked against PyTorch on the run's val images (hf: through
+        transformers); returns the summary (``path``, ``parity``, ``int8``...). ``out`` defaults to beside
+        the checkpoint (``runs/NAME/best.onnx``, ``runs/NAME/best-hf``)."""
         from imgcls.export.exporter import export_model
 
         return export_model(self.predictor.source, format, quantize=quantize, out=out,

@@ -227,7 +227,7 @@ def _report_text(metrics: dict[str, Any]) -> str:
 
 @app.command()
 def evaluate(
-    model: Path = typer.Argument(..., help="Run directory, .pt checkpoint, .onnx or .ts file."),
+    model: Path = typer.Argument(..., help="Run directory, .pt checkpoint, .onnx, .ts or OpenVINO .xml file."),
     data: Optional[str] = typer.Option(None, help="Data folder (default: the run's own data and split)."),
     split: str = typer.Option("val", help="val | test"),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON on stdout."),
@@ -279,7 +279,7 @@ def compare(
 # predict ----------------------------------------------------------------------------------------
 @app.command()
 def predict(
-    model: Path = typer.Argument(..., help="Run directory, .pt checkpoint, .onnx or .ts file."),
+    model: Path = typer.Argument(..., help="Run directory, .pt checkpoint, .onnx, .ts or OpenVINO .xml file."),
     images: list[Path] = typer.Argument(..., help="Image files and/or folders (searched recursively)."),
     topk: int = typer.Option(5, "--topk", min=1, help="How many classes to list per image."),
     batch_size: int = typer.Option(32, min=1, help="Images per forward pass."),
@@ -300,8 +300,8 @@ def predict(
 
 
 # export -----------------------------------------------------------------------------------------
-def _parity_text(name: str, parity: dict[str, Any], checked_on: str) -> str:
-    text = (f"{name} vs PyTorch on {checked_on}: max |diff| of probabilities {parity['max_abs_diff']:.2g}, "
+def _parity_text(name: str, parity: dict[str, Any], checked_on: str, against: str = "PyTorch") -> str:
+    text = (f"{name} vs {against} on {checked_on}: max |diff| of probabilities {parity['max_abs_diff']:.2g}, "
             f"same top-1 on {parity['top1_agreement']:.1%}")
     if parity["accuracy"] is not None:
         text += f", accuracy {parity['reference_accuracy']:.4f} -> {parity['accuracy']:.4f}"
@@ -311,19 +311,21 @@ def _parity_text(name: str, parity: dict[str, Any], checked_on: str) -> str:
 @app.command()
 def export(
     model: Path = typer.Argument(..., help="Run directory or .pt checkpoint."),
-    fmt: str = typer.Option(..., "--format", help="onnx | torchscript"),
+    fmt: str = typer.Option(..., "--format", help="onnx | torchscript | openvino | hf (a Hugging Face folder)"),
     quantize: Optional[str] = typer.Option(None, "--quantize", help="int8: onnxruntime static quantization "
                                                                     "calibrated on the run's training images."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output file or folder (default: beside the "
-                                                           "checkpoint, e.g. runs/NAME/best.onnx)."),
+                                                           "checkpoint, e.g. runs/NAME/best.onnx, runs/NAME/best-hf)."),
     data: Optional[str] = typer.Option(None, help="Images to check (val) and calibrate (train) on "
                                                   "(default: the run's own data)."),
-    tolerance: float = typer.Option(1e-3, min=0.0, help="Largest allowed difference of probabilities."),
+    tolerance: Optional[float] = typer.Option(None, min=0.0, help="Largest allowed difference of probabilities "
+                                                                  "(1e-3; 0.02 for hf, through transformers)."),
     max_accuracy_drop: float = typer.Option(0.05, min=0.0, max=1.0,
                                             help="int8: largest allowed val accuracy drop (0.05 = 5 points)."),
     as_json: bool = typer.Option(False, "--json", help="Print the export summary as JSON on stdout."),
 ) -> None:
-    """Export to ONNX or TorchScript (class names and preprocessing inside), then check it against PyTorch."""
+    """Export to ONNX, TorchScript, OpenVINO or a Hugging Face folder (class names and preprocessing inside),
+    then check it against PyTorch."""
     from imgcls.api import Classifier
 
     _setup_logging()
@@ -332,8 +334,13 @@ def export(
     if as_json:
         _echo_json(result)
         return
-    typer.echo(_parity_text(result["format"], result["parity"], result["checked_on"]) +
+    hf = result["format"] == "hf"
+    name, against = ("hf through transformers", "imgcls") if hf else (result["format"], "PyTorch")
+    typer.echo(_parity_text(name, result["parity"], result["checked_on"], against) +
                f" (tolerance {result['tolerance']:g})", err=True)
+    if result.get("predict_parity"):
+        typer.echo(_parity_text(name, result["predict_parity"], result["checked_on"],
+                                "imgcls predict (large JPEGs decoded at reduced scale)"), err=True)
     if result["int8"]:
         int8 = result["int8"]
         typer.echo(_parity_text("int8", int8, result["checked_on"]), err=True)
@@ -347,7 +354,7 @@ def export(
 # serve ------------------------------------------------------------------------------------------
 @app.command()
 def serve(
-    model: Path = typer.Argument(..., help="Run directory, .pt checkpoint, .onnx or .ts file."),
+    model: Path = typer.Argument(..., help="Run directory, .pt checkpoint, .onnx, .ts or OpenVINO .xml file."),
     host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0: reachable from other machines)."),
     port: int = typer.Option(8000, help="TCP port."),
     max_upload_mb: float = typer.Option(10.0, min=0.01, help="Largest image accepted, in MB."),

@@ -44,9 +44,10 @@ class ExportResult:
     parity: Parity  # of the float export against PyTorch
     int8: Parity | None = None  # of the int8 model against PyTorch
     source: str = ""
+    predict_parity: Parity | None = None  # hf: against `imgcls predict`, which decodes large JPEGs at reduced scale
 
     def to_dict(self) -> dict[str, Any]:
-        return {"path": str(self.path), "format": self.format, "quantize": self.quantize,
+        return {"predict_parity": self.predict_parity.to_dict() if self.predict_parity else None,"path": str(self.path), "format": self.format, "quantize": self.quantize,
                 "size_bytes": self.size_bytes, "seconds": round(self.seconds, 2), "source": self.source,
                 "checked_on": self.checked_on, "tolerance": self.tolerance, "parity": self.parity.to_dict(),
                 "int8": self.int8.to_dict() if self.int8 else None}

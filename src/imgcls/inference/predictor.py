@@ -107,7 +107,11 @@ BACKENDS: dict[str, Callable[[Path, str], LoadedModel]] = {".pt": _load_torch, "
 
 def resolve_model_path(path: str | Path) -> Path:
     """A run directory becomes its best checkpoint; files are checked to exist and be known."""
+    from imgcls.inference.hf_folder_backend import is_hf_folder
+
     path = Path(path).expanduser()
+    if is_hf_folder(path) and not RunDir.is_run_dir(path):
+        return path  # a Hugging Face folder (imgcls export --format hf)
     if path.is_dir():
         return RunDir.open(path).best_checkpoint
     if not path.is_file():
@@ -176,6 +180,10 @@ class Predictor:
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu") -> Predictor:
         model_path = resolve_model_path(path)
+        if model_path.is_dir():
+            from imgcls.inference.hf_folder_backend import load_hf_folder
+
+            return cls(load_hf_folder(model_path, device), model_path)
         return cls(BACKENDS[model_path.suffix.lower()](model_path, device), model_path)
 
     def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
