@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from imgcls.errors import CheckpointError, first_line
+from imgcls.errors import CheckpointError
 from imgcls.export.metadata import META_KEY, ExportMeta
 from imgcls.models.chunked import forward_in_slices
 from imgcls.runtime import usable_cpus
@@ -59,6 +59,13 @@ class OpenVinoBackend:
         return lambda batch: self._run(self._single_threaded, batch)
 
 
+def _reason(exc: Exception) -> str:
+    """OpenVINO's message without the C++ source locations it starts with."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    useful = [line for line in lines if not line.startswith(("Exception from", "Check '"))]
+    return (useful or lines or [type(exc).__name__])[0][:200]
+
+
 def _device(core, device: str) -> str:  # noqa: ANN001 - openvino.Core
     if not str(device).lower().startswith(("cuda", "gpu")):
         return "CPU"
@@ -77,12 +84,17 @@ def load_openvino(path: Path, device: str = "cpu"):  # noqa: ANN201 - LoadedMode
     if not weights.is_file():
         raise CheckpointError(f"{path}: its weights file {weights.name} is missing beside it; "
                               f"keep the .xml and .bin together, or {FIX}")
+    with open(path, "rb") as file:
+        head = file.read(4096)
+    if b"<net" not in head:  # checked first: OpenVINO would try every frontend on it, logging to stderr
+        raise CheckpointError(f"{path} is not an OpenVINO model (no <net> IR graph inside); give an .xml written by "
+                              f"`imgcls export RUN --format openvino`")
     core = ov.Core()
     try:
         model = core.read_model(str(path), str(weights))
         text = model.get_rt_info([META_KEY]).astype(str) if model.has_rt_info([META_KEY]) else None
         backend = OpenVinoBackend(core, model, _device(core, device))
     except Exception as exc:  # noqa: BLE001 - OpenVINO raises its own untyped errors
-        raise CheckpointError(f"{path} is not a usable OpenVINO model ({first_line(exc)}); {FIX}") from None
+        raise CheckpointError(f"{path} is not a usable OpenVINO model ({_reason(exc)}); {FIX}") from None
     meta = ExportMeta.from_json(text, path)
     return LoadedModel(backend, meta.classes, meta.preprocess, meta.info_for_predictor())
