@@ -61,8 +61,10 @@ def is_imgcls_hf_folder(folder: Path) -> bool:
 class TransformersClassifier:
     """A Hugging Face folder run the way a pipeline runs it: transformers' image loading and processor."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, temperature: float = 1.0):
         from imgcls.models.hf import _transformers
+
+        self.temperature = temperature  # a pipeline applies none; imgcls's calibrated scores divide by it
 
         transformers = _transformers()
         try:
@@ -77,13 +79,19 @@ class TransformersClassifier:
     @torch.inference_mode()
     def probabilities(self, images: list) -> np.ndarray:  # PIL images
         inputs = self.processor(images=images, return_tensors="pt")
-        return torch.softmax(self.model(**inputs).logits.float(), dim=-1).numpy()
+        return torch.softmax(self.model(**inputs).logits.float() / self.temperature, dim=-1).numpy()
 
 
 def _load_like_a_pipeline(path: str):  # noqa: ANN202 - PIL image
     from transformers.image_utils import load_image
 
     return load_image(path)
+
+
+def temperature_of(info: dict) -> float:
+    """The calibration temperature a model's metadata records (1 when it has none)."""
+    calibration = info.get("calibration")
+    return float(calibration.get("temperature") or 1.0) if isinstance(calibration, dict) else 1.0
 
 
 def _parity(ours: np.ndarray, theirs: np.ndarray, labels: np.ndarray | None) -> Parity:
@@ -102,7 +110,7 @@ def compare(folder: Path, reference: Predictor, source: DataSource | None, limit
     The check gives imgcls the pictures transformers decodes (whole JPEGs) and so measures what the folder
     decides: weights, labels, resize, crop and normalisation. ``imgcls predict`` decodes large JPEGs at a
     reduced scale for speed, which moves its scores a little more; that figure is returned beside it."""
-    exported = TransformersClassifier(folder)
+    exported = TransformersClassifier(folder, temperature_of(reference.info))
     if exported.classes != reference.classes:
         raise ExportError(f"the exported folder's labels {exported.classes} are not the model's {reference.classes}")
     if source is None or "val" not in source.splits or not source.paths("val"):

@@ -20,12 +20,14 @@ def is_hf_folder(path: Path) -> bool:
 
 
 class _Logits(nn.Module):
-    def __init__(self, model: nn.Module):
+    """The transformers model's logits, divided by the calibration temperature the folder records."""
+
+    def __init__(self, model: nn.Module, temperature: float = 1.0):
         super().__init__()
-        self.model = model
+        self.model, self.temperature = model, temperature
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return self.model(pixel_values=pixel_values).logits
+        return self.model(pixel_values=pixel_values).logits / self.temperature
 
 
 def read_meta(folder: Path) -> ExportMeta:
@@ -53,5 +55,7 @@ def load_hf_folder(path: Path, device: str = "cpu"):  # noqa: ANN201 - LoadedMod
     except Exception as exc:  # noqa: BLE001 - transformers raises many error types on damaged folders
         raise CheckpointError(f"{path}: transformers cannot load it ({type(exc).__name__}: {first_line(exc)}); "
                               f"export the run again with `imgcls export RUN --format hf`") from None
-    return LoadedModel(TorchBackend(_Logits(model), device, name="transformers"), meta.classes, meta.preprocess,
+    calibration = meta.info.get("calibration")
+    temperature = float(calibration.get("temperature") or 1.0) if isinstance(calibration, dict) else 1.0
+    return LoadedModel(TorchBackend(_Logits(model, temperature), device, name="transformers"), meta.classes, meta.preprocess,
                        meta.info_for_predictor())

@@ -41,13 +41,15 @@ class OpenVinoBackend:
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         return forward_in_slices(lambda part: self._run(self.compiled, part), batch, self.on_cpu)
 
-    def _run(self, compiled, batch: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
+    def _run(self, compiled, batch: torch.Tensor):  # noqa: ANN001, ANN202 - a tensor, or a tuple of them
         requests = self._local.__dict__.setdefault("requests", {})
         request = requests.get(id(compiled))
         if request is None:
             request = requests[id(compiled)] = compiled.create_infer_request()
         array = np.ascontiguousarray(batch.detach().cpu().numpy(), dtype=np.float32)
-        return torch.from_numpy(np.array(request.infer({0: array})[0]))
+        results = request.infer({0: array})
+        outputs = tuple(torch.from_numpy(np.array(results[i])) for i in range(len(results)))
+        return outputs[0] if len(outputs) == 1 else outputs  # (logits, ood_score) for models that have one
 
     def per_core(self):  # noqa: ANN201 - Callable[[Tensor], Tensor] | None
         """A single-threaded forward pass, to be called from one Python thread per core at once (as the
