@@ -25,6 +25,7 @@ from imgcls.export.metadata import ExportMeta
 from imgcls.export.model_card import model_card, write_model_card
 from imgcls.export.parity import Parity, _spread
 from imgcls.export.to_hf import CONFIG, IMGCLS_SECTION, imgcls_section, write_hf_folder
+from imgcls.inference.hf_folder_backend import temperature_of
 from imgcls.inference.predictor import Predictor
 from imgcls.models.checkpoint import load_checkpoint
 
@@ -86,12 +87,6 @@ def _load_like_a_pipeline(path: str):  # noqa: ANN202 - PIL image
     from transformers.image_utils import load_image
 
     return load_image(path)
-
-
-def temperature_of(info: dict) -> float:
-    """The calibration temperature a model's metadata records (1 when it has none)."""
-    calibration = info.get("calibration")
-    return float(calibration.get("temperature") or 1.0) if isinstance(calibration, dict) else 1.0
 
 
 def _parity(ours: np.ndarray, theirs: np.ndarray, labels: np.ndarray | None) -> Parity:

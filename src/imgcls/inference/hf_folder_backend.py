@@ -19,6 +19,12 @@ def is_hf_folder(path: Path) -> bool:
     return path.is_dir() and (path / HF_CONFIG).is_file()
 
 
+def temperature_of(info: dict) -> float:
+    """The calibration temperature a model's metadata records (1 when it has none)."""
+    calibration = info.get("calibration")
+    return float(calibration.get("temperature") or 1.0) if isinstance(calibration, dict) else 1.0
+
+
 class _Logits(nn.Module):
     """The transformers model's logits, divided by the calibration temperature the folder records."""
 
@@ -55,7 +61,5 @@ def load_hf_folder(path: Path, device: str = "cpu"):  # noqa: ANN201 - LoadedMod
     except Exception as exc:  # noqa: BLE001 - transformers raises many error types on damaged folders
         raise CheckpointError(f"{path}: transformers cannot load it ({type(exc).__name__}: {first_line(exc)}); "
                               f"export the run again with `imgcls export RUN --format hf`") from None
-    calibration = meta.info.get("calibration")
-    temperature = float(calibration.get("temperature") or 1.0) if isinstance(calibration, dict) else 1.0
-    return LoadedModel(TorchBackend(_Logits(model, temperature), device, name="transformers"), meta.classes, meta.preprocess,
+    return LoadedModel(TorchBackend(_Logits(model, temperature_of(meta.info)), device, name="transformers"), meta.classes, meta.preprocess,
                        meta.info_for_predictor())
