@@ -97,7 +97,7 @@ def test_scratch_nets_and_foreign_folders_are_refused(tiny_run, tmp_path):
 def test_a_transformers_model_exports_its_transformers_folder(tiny_data, tmp_path):
     from transformers import pipeline
 
-    from tests.models.test_hf import save_tiny_vit
+    from tests.helpers import save_tiny_vit
 
     vit = save_tiny_vit(tmp_path / "vit")
     run = Classifier.train(tiny_data, model=f"hf:{vit}", strategy="finetune", epochs=1, batch_size=24, workers=0,
