@@ -20,6 +20,7 @@ from imgcls.export.metadata import ExportMeta
 from imgcls.models.checkpoint import LoadedCheckpoint
 from imgcls.models.hf import PIL_RESAMPLE, is_hf_arch
 from imgcls.models.scratch import SCRATCH_MODELS
+from imgcls.models.task import is_multilabel
 
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
@@ -42,6 +43,9 @@ def imgcls_section(meta: ExportMeta, info: dict[str, Any]) -> dict[str, Any]:
 def check_exportable(checkpoint: LoadedCheckpoint) -> str:
     """"timm" or "transformers"; :class:`ExportError` for networks neither library can build."""
     arch = checkpoint.spec.arch
+    if is_multilabel(checkpoint.info):
+        raise ExportError("--format hf exports single-label models (a pipeline answers with a softmax over the "
+                          "classes); export this multi-label model with --format onnx or openvino")
     if arch in SCRATCH_MODELS:
         raise ExportError(f"--format hf needs a timm or hf: model; {arch} is an imgcls scratch net that neither "
                           f"transformers nor timm can build; export it with --format onnx or openvino")
