@@ -26,7 +26,7 @@ from imgcls.inference.predictor import expand_image_paths, resolve_model_path
 from imgcls.models.checkpoint import load_checkpoint
 from imgcls.rundir import atomic_write_bytes
 from imgcls.runtime import cpu_loader_workers
-from imgcls.training.features import file_features, supports_cached_features
+from imgcls.training.features import backbone_hash, file_features, supports_cached_features
 
 ANN_FROM = 20_000  # images in the searched folder from which an approximate index beats exact search
 TORCH_SUFFIXES = (".pt", ".pth", ".ckpt")
@@ -49,6 +49,7 @@ class EmbeddingModel:
     model: nn.Module
     preprocess: Preprocess
     arch: dict[str, Any]
+    weights: str | None = None  # the backbone's hash, computed once
 
     @classmethod
     def load(cls, path: str | Path) -> EmbeddingModel:
@@ -67,8 +68,10 @@ class EmbeddingModel:
     def embed(self, inputs: Iterable[str | Path], batch_size: int = 64) -> Embeddings:
         paths = expand_image_paths(inputs)
         workers = cpu_loader_workers() if len(paths) > batch_size else 0
+        if self.weights is None:
+            self.weights = backbone_hash(self.model)
         vectors, readable = file_features(self.model, paths, self.preprocess, self.arch, batch_size=batch_size,
-                                          workers=workers, desc="embeddings")
+                                          workers=workers, desc="embeddings", weights=self.weights)
         if not readable:
             raise DataError(f"none of the {len(paths)} input files could be read as an image")
         return Embeddings([paths[i] for i in readable], vectors.numpy().astype(np.float32, copy=False))

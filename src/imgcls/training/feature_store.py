@@ -33,11 +33,14 @@ MERGE_AT = 16  # shards in one space before they are merged into one
 
 def file_digest(path: str | os.PathLike) -> str | None:
     """blake2b of the file's bytes (hex), or None when it cannot be read."""
+    digest = hashlib.blake2b(digest_size=DIGEST_BYTES)
     try:
         with open(path, "rb") as handle:
-            return hashlib.file_digest(handle, lambda: hashlib.blake2b(digest_size=DIGEST_BYTES)).hexdigest()
+            while block := handle.read(1 << 20):
+                digest.update(block)
     except OSError:
         return None
+    return digest.hexdigest()
 
 
 class FeatureStore:

@@ -167,11 +167,12 @@ def _transform(preprocess: Preprocess, view: str) -> Any:
 
 
 def file_features(model: nn.Module, paths: list[str], preprocess: Preprocess, arch: dict[str, Any], *,
-                  view: str = "plain", batch_size: int = 64, workers: int = 0,
-                  desc: str = "features") -> tuple[torch.Tensor, list[int]]:
+                  view: str = "plain", batch_size: int = 64, workers: int = 0, desc: str = "features",
+                  weights: str | None = None) -> tuple[torch.Tensor, list[int]]:
     """Embeddings (rows in order) of the readable files of ``paths`` and their indices, from the per-file
-    cache; files never seen in this feature space (by content) are extracted and cached, in chunks."""
-    store = FeatureStore(space_key(arch, backbone_hash(model), preprocess, view))
+    cache; files never seen in this feature space (by content) are extracted and cached, in chunks.
+    ``weights``: :func:`backbone_hash` of ``model`` when the caller already knows it."""
+    store = FeatureStore(space_key(arch, weights or backbone_hash(model), preprocess, view))
     digests = [file_digest(p) for p in paths]
     found = store.get({d for d in digests if d})
     todo: dict[str, str] = {}  # digest -> one path with that content
