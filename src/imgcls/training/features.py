@@ -46,7 +46,7 @@ from imgcls.training.feature_store import FeatureStore, file_digest
 log = logging.getLogger(__name__)
 
 CACHE_VERSION = 3  # 3: one entry per file content (2: per split, eval resize by torchvision; 1: by Pillow)
-EXTRACT_CHUNK = 1024  # images per cache shard: an interrupted extraction keeps what it finished
+EXTRACT_CHUNK = 4096  # images per cache shard: an interrupted extraction keeps the chunks it finished
 VIEWS = ("plain", "hflip")
 
 
