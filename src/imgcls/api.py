@@ -81,7 +81,8 @@ class Classifier:
         from imgcls.inference.outputs import PredictionFiles
 
         with PredictionFiles(csv, sort_into, move) as written:
-            for prediction in self.predictor.iter_predict(inputs, topk=topk, batch_size=batch_size,
+            inputs = [inputs] if isinstance(inputs, (str, Path)) else inputs
+            for prediction in self.predictor.iter_predict(written.inputs(inputs), topk=topk, batch_size=batch_size,
                                                           progress=progress):
                 result = prediction.to_dict()
                 written.add(result)

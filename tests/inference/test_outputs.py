@@ -87,3 +87,15 @@ def test_move_moves_the_images_and_a_stream_of_answers_writes_the_csv_only_when_
     assert (tmp_path / "by_class" / first["label"] / Path(first["path"]).name).is_file()
     with pytest.raises(ImgclsError, match="--sort-into"):
         classifier.predict(tiny_data / "val", move=True)
+
+
+def test_a_sorted_folder_inside_the_input_folder_is_not_predicted_again(tiny_run: Path, tiny_data: Path,
+                                                                         tmp_path: Path) -> None:
+    folder = tmp_path / "photos"
+    shutil.copytree(tiny_data / "val", folder)
+    classifier = Classifier.load(tiny_run)
+    first = classifier.predict(folder, sort_into=folder / "sorted")
+    placed = _files(folder / "sorted")
+    again = classifier.predict(folder, sort_into=folder / "sorted")
+    assert [r["path"] for r in again] == [r["path"] for r in first] and len(placed) == len(first) == 24
+    assert _files(folder / "sorted") == placed

@@ -16,10 +16,12 @@ import os
 import shutil
 import tempfile
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
 
 from imgcls.errors import ImgclsError
+from imgcls.inference.predictor import expand_image_paths
 from imgcls.rundir import _FILE_MODE
 
 log = logging.getLogger(__name__)
@@ -137,8 +139,8 @@ class Sorter:
 
     def add(self, result: dict[str, Any]) -> None:
         source, label = result["path"], str(result.get("label", "unknown"))
-        if self.resolved_root in Path(source).resolve().parents:
-            return  # an image sorted by an earlier run, found again because the folders overlap
+        if self.holds(source):
+            return
         folder = self.root / folder_name(label)
         try:
             folder.mkdir(exist_ok=True)
@@ -149,6 +151,10 @@ class Sorter:
             raise _write_error(Path(exc.filename) if exc.filename else folder, exc) from None
         self.counts[label] += 1
         self.actions[action] += 1
+
+    def holds(self, path: str | Path) -> bool:
+        """Whether ``path`` lies under the destination (sorted by an earlier run)."""
+        return self.resolved_root in Path(path).resolve().parents
 
     def _place(self, source: str, folder: Path) -> tuple[Path, str]:
         name = Path(source)
@@ -180,6 +186,19 @@ class PredictionFiles:
             raise ImgclsError("--move needs --sort-into DIR (the folder to move the images into)")
         self.csv = PredictionCsv(csv_path) if csv_path is not None else None
         self.sorter = Sorter(sort_into, move) if sort_into is not None else None
+
+    def inputs(self, inputs: Iterable[str | Path]) -> Iterable[str | Path]:
+        """The images to predict: with a sorted folder inside an input folder, its images (sorted by an earlier
+        run) are left out, so running the same command again finds the same images."""
+        if self.sorter is None:
+            return inputs
+        paths = expand_image_paths(inputs)
+        kept = [p for p in paths if not self.sorter.holds(p)]
+        if len(kept) < len(paths):
+            log.info("left out %d images already under %s", len(paths) - len(kept), self.sorter.root)
+        if not kept:
+            raise ImgclsError(f"every image given is already under {self.sorter.root}; give the unsorted folder")
+        return kept
 
     def add(self, result: dict[str, Any]) -> None:
         for sink in (self.csv, self.sorter):
