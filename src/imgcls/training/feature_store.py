@@ -6,7 +6,7 @@ One store per feature space (architecture, backbone weights, preprocessing, view
 name and renamed into place: a reader sees a shard whole or not at all, so no half-written entry is
 ever read back, and an interrupted extraction keeps the chunks it finished. Readers load the small key
 arrays and memory-map the features, so a run reads only its own rows however large the store grows
-(20,000 entries of 1,280 dims: 398 of them read in milliseconds). Many small shards are merged into one
+(398 rows out of 20,000 of 1,280 dims: 0.06 s on 2 busy cores). Many small shards are merged into one
 when they pile up.
 
 Keying by content rather than by a split's file list means adding, removing, renaming or moving files
