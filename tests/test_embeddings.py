@@ -20,7 +20,7 @@ from imgcls.errors import CheckpointError
 from imgcls.models.checkpoint import MODULE_PREFIX, checkpoint_meta
 from imgcls.models.factory import create_model
 from imgcls.training.features import embed
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 
 
 def test_embed_writes_the_backbone_features_of_every_image_and_reads_them_back_from_the_cache(

@@ -20,6 +20,7 @@ import typer
 
 from imgcls.cli_options import option_help, with_train_options
 from imgcls.errors import ImgclsError
+from imgcls.runtime import tune_process
 
 app = typer.Typer(
     name="imgcls",
@@ -415,6 +416,7 @@ def models_command(
 
 
 def main() -> None:
+    tune_process()  # before torch loads; a command owns its process, a library user opts in
     try:
         app()
     except ImgclsError as exc:

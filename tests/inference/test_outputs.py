@@ -15,7 +15,7 @@ from imgcls import Classifier
 from imgcls.errors import ImgclsError
 from imgcls.inference import outputs
 from imgcls.inference.outputs import MANIFEST, Sorter
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 
 
 def _files(root: Path) -> dict[str, tuple[int, int]]:

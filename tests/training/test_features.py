@@ -19,7 +19,7 @@ from imgcls.models.factory import create_model
 from imgcls.training import features as features_module
 from imgcls.training.features import cached_features, embed, supports_cached_features
 from imgcls.training.fit import train
-from tests.conftest import pattern_image
+from tests.helpers import make_class_tree, make_train_val, pattern_image
 
 
 @pytest.mark.parametrize("name", ["test_efficientnet", "test_resnet", "test_vit", "test_convnext",
@@ -76,7 +76,6 @@ def _split_features(data: Path, model: torch.nn.Module, preprocess, **kwargs):  
 
 def test_features_are_cached_and_reused_until_data_model_or_preprocessing_change(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tests.conftest import make_train_val
 
     data = make_train_val(tmp_path / "data", ["a", "b"], train=4, val=3)
     monkeypatch.setenv("IMGCLS_CACHE", str(tmp_path / "cache"))
@@ -117,8 +116,6 @@ def test_features_are_cached_and_reused_until_data_model_or_preprocessing_change
 
 def test_only_files_never_seen_are_extracted_after_adding_moving_or_resplitting(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tests.conftest import make_class_tree, make_train_val
-
     data = make_train_val(tmp_path / "data", ["a", "b"], train=4, val=3)
     monkeypatch.setenv("IMGCLS_CACHE", str(tmp_path / "cache"))
     extracted: list[int] = []
@@ -155,7 +152,6 @@ def test_only_files_never_seen_are_extracted_after_adding_moving_or_resplitting(
 
 def test_a_damaged_cache_entry_is_extracted_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                   caplog: pytest.LogCaptureFixture) -> None:
-    from tests.conftest import make_train_val
 
     data = make_train_val(tmp_path / "data", ["a", "b"], train=2, val=2)
     monkeypatch.setenv("IMGCLS_CACHE", str(tmp_path / "cache"))
