@@ -90,7 +90,7 @@ class Classifier:
 
     # embeddings ----------------------------------------------------------------------------------
     def _embedding_model(self) -> Any:
-        from imgcls.embeddings import EmbeddingModel
+        from imgcls.training.embeddings import EmbeddingModel
 
         if self._embedder is None:
             self._embedder = EmbeddingModel.load(self.predictor.source)
@@ -104,7 +104,7 @@ class Classifier:
         embeddings = self._embedding_model().embed([inputs] if isinstance(inputs, (str, Path)) else inputs,
                                                    batch_size=batch_size)
         if out is not None:
-            from imgcls.embeddings import write_embeddings
+            from imgcls.training.embeddings import write_embeddings
 
             write_embeddings(embeddings, out)
         return embeddings
@@ -113,7 +113,7 @@ class Classifier:
                 ) -> list[dict[str, Any]]:
         """``[{"path", "score"}]``: the images of ``folder`` most like ``image`` by cosine similarity of
         their embeddings, best first; the query's own file first when it is in ``folder``."""
-        from imgcls.embeddings import similar_images
+        from imgcls.training.embeddings import similar_images
 
         return similar_images(self._embedding_model(), image, folder, top)
 

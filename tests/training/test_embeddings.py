@@ -13,9 +13,10 @@ import pytest
 import torch
 from PIL import Image
 
-from imgcls import Classifier, embeddings as embeddings_module
+from imgcls import Classifier
+from imgcls.training import embeddings as embeddings_module
 from imgcls.data.presets import EvalPreset
-from imgcls.embeddings import EmbeddingModel, nearest
+from imgcls.training.embeddings import EmbeddingModel, nearest
 from imgcls.errors import CheckpointError
 from imgcls.models.checkpoint import MODULE_PREFIX, checkpoint_meta
 from imgcls.models.factory import create_model
