@@ -48,8 +48,11 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-    data: str | None = Field(None, description="Folder with train/ and val/, a folder of class folders, or "
-                                               "cifar10[:PATH]")
+    data: str | None = Field(None, description="Folder with train/ and val/, a folder of class folders, a folder "
+                                               "with labels.csv (multi-label), or cifar10[:PATH]")
+    task: Literal["single", "multilabel"] | None = Field(
+        None, description="single: one class per image (class folders); multilabel: any number of labels per "
+                          "image (labels.csv) (detected from the data)")
     model: str = Field("efficientnet_lite0", description="timm name, hf:DIR or hf:ORG/NAME (transformers), "
                        "small_cnn/cifar_cnn/resnet_cifar; `imgcls models` lists them (efficientnet_lite0, "
                        "ImageNet weights offline)")

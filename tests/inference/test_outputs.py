@@ -99,3 +99,18 @@ def test_a_sorted_folder_inside_the_input_folder_is_not_predicted_again(tiny_run
     again = classifier.predict(folder, sort_into=folder / "sorted")
     assert [r["path"] for r in again] == [r["path"] for r in first] and len(placed) == len(first) == 24
     assert _files(folder / "sorted") == placed
+
+
+def test_a_multi_label_answer_goes_into_each_of_its_label_folders_and_one_csv_row(tmp_path: Path,
+                                                                                  ants_bees: Path) -> None:
+    photo = shutil.copy(sorted((ants_bees / "val" / "ants").glob("*.jpg"))[0], tmp_path / "x.jpg")
+    answer = {"path": photo, "labels": [{"label": "ant", "score": 0.9}, {"label": "flower", "score": 0.7}],
+              "topk": [{"label": "ant", "score": 0.9}, {"label": "flower", "score": 0.7}]}
+    assert outputs.csv_row(answer)[:3] == [photo, "ant;flower", 0.9]
+    sorter = Sorter(tmp_path / "out", move=True)
+    sorter.add(answer)
+    sorter.add({**answer, "path": str(tmp_path / "out" / "ant" / "x.jpg"), "labels": []})
+    sorter.close()
+    assert not Path(photo).exists()  # moved once, then linked into the second folder
+    assert os.path.samefile(tmp_path / "out" / "ant" / "x.jpg", tmp_path / "out" / "flower" / "x.jpg")
+    assert pd.read_csv(tmp_path / "out" / MANIFEST)["action"].tolist() == ["moved", "linked"]

@@ -35,12 +35,24 @@ def _write_error(path: Path, exc: OSError) -> ImgclsError:
     return ImgclsError(f"cannot write {path}: {exc.strerror or exc}; free some space or choose another place")
 
 
+def predicted_labels(result: dict[str, Any]) -> list[str]:
+    """The answer's label, or a multi-label answer's labels (possibly none)."""
+    if "labels" in result:
+        return [str(t["label"]) for t in result["labels"]]
+    return [str(result["label"])]
+
+
 def csv_row(result: dict[str, Any]) -> list[Any]:
-    """path, label, score, top-k as ``label:score; ...``, unknown (empty when the model has no such answer)."""
+    """path, label (a multi-label answer's labels joined by ``;``), score (its best label's), top-k as
+    ``label:score; ...``, unknown (empty when the model has no such answer)."""
     topk = "; ".join(f"{t['label']}:{t['score']:.6f}" for t in result.get("topk", []))
     unknown = result.get("unknown")
-    return [result["path"], result.get("label", ""), result.get("score", ""), topk,
-            "" if unknown is None else bool(unknown)]
+    if "labels" in result:
+        label = ";".join(predicted_labels(result))
+        score = max((t["score"] for t in result["labels"]), default="")
+    else:
+        label, score = result.get("label", ""), result.get("score", "")
+    return [result["path"], label, score, topk, "" if unknown is None else bool(unknown)]
 
 
 class PredictionCsv:
@@ -138,25 +150,30 @@ class Sorter:
         self.resolved_root = self.root.resolve()
 
     def add(self, result: dict[str, Any]) -> None:
-        source, label = result["path"], str(result.get("label", "unknown"))
+        """Into the folder of its label; a multi-label answer into the folder of each of its labels (moved
+        into the first, linked from there into the others), none when it has no label."""
+        source = result["path"]
         if self.holds(source):
             return
-        folder = self.root / folder_name(label)
-        try:
-            folder.mkdir(exist_ok=True)
-            target, action = self._place(source, folder)
-            self.writer.writerow([source, str(target), label, action])
-            self.manifest.flush()
-        except OSError as exc:
-            raise _write_error(Path(exc.filename) if exc.filename else folder, exc) from None
-        self.counts[label] += 1
-        self.actions[action] += 1
+        for n, label in enumerate(predicted_labels(result)):
+            folder = self.root / folder_name(label)
+            try:
+                folder.mkdir(exist_ok=True)
+                target, action = self._place(source, folder, move=self.move and n == 0)
+                self.writer.writerow([source, str(target), label, action])
+                self.manifest.flush()
+            except OSError as exc:
+                raise _write_error(Path(exc.filename) if exc.filename else folder, exc) from None
+            self.counts[label] += 1
+            self.actions[action] += 1
+            if action == "moved":
+                source = str(target)
 
     def holds(self, path: str | Path) -> bool:
         """Whether ``path`` lies under the destination (sorted by an earlier run)."""
         return self.resolved_root in Path(path).resolve().parents
 
-    def _place(self, source: str, folder: Path) -> tuple[Path, str]:
+    def _place(self, source: str, folder: Path, move: bool) -> tuple[Path, str]:
         name = Path(source)
         for n in range(10_000):
             target = folder / (name.name if n == 0 else f"{name.stem}-{n}{name.suffix}")
@@ -165,7 +182,7 @@ class Sorter:
                     return target, "already there"
                 continue
             try:
-                return target, _place_new(source, target, self.move)
+                return target, _place_new(source, target, move)
             except FileExistsError:  # taken meanwhile by another process: try the next name
                 continue
         raise OSError(f"too many files named like {name.name} in {folder}")
