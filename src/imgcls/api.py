@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ class Classifier:
     def __init__(self, predictor: Any, run: RunDir | None = None):
         self.predictor = predictor
         self.run = run
+        self._embedder: Any = None
 
     def __repr__(self) -> str:
         return f"Classifier({str(self.path)!r}, classes={self.classes})"
@@ -65,11 +66,57 @@ class Classifier:
         return cls(Predictor.load(path, device=device), run_dir_of(path))
 
     def predict(self, inputs: str | Path | Iterable[str | Path], topk: int = 5, batch_size: int = 32,
-                progress: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
+                progress: Callable[[int, int], None] | None = None, **files: Any) -> list[dict[str, Any]]:
         """``[{"path", "label", "score", "topk": [{"label", "score"}]}]`` for image files and folders; a multi-label
-        model answers ``"labels": [{"label", "score"}]`` (every class over its threshold) in place of label/score."""
-        return [p.to_dict() for p in self.predictor.predict(inputs, topk=topk, batch_size=batch_size,
-                                                            progress=progress)]
+        model answers ``"labels": [{"label", "score"}]`` (every class over its threshold) in place of label/score.
+        ``files``: as for :meth:`iter_predict`."""
+        return list(self.iter_predict(inputs, topk, batch_size, progress, **files))
+
+    def iter_predict(self, inputs: str | Path | Iterable[str | Path], topk: int = 5, batch_size: int = 32,
+                     progress: Callable[[int, int], None] | None = None, *, csv: str | Path | None = None,
+                     sort_into: str | Path | None = None, move: bool = False) -> Iterator[dict[str, Any]]:
+        """:meth:`predict`'s answers one by one as they come, in bounded memory however many images there are.
+        ``csv``: also write them to this CSV file (path, label, score, topk, unknown); ``sort_into``: hard-link
+        (or copy; ``move=True``: move) each image into ``sort_into/<label>/``, never overwriting, with a
+        manifest.csv of what went where."""
+        from imgcls.inference.outputs import PredictionFiles
+
+        with PredictionFiles(csv, sort_into, move) as written:
+            inputs = [inputs] if isinstance(inputs, (str, Path)) else inputs
+            for prediction in self.predictor.iter_predict(written.inputs(inputs), topk=topk, batch_size=batch_size,
+                                                          progress=progress):
+                result = prediction.to_dict()
+                written.add(result)
+                yield result
+
+    # embeddings ----------------------------------------------------------------------------------
+    def _embedding_model(self) -> Any:
+        from imgcls.training.embeddings import EmbeddingModel
+
+        if self._embedder is None:
+            self._embedder = EmbeddingModel.load(self.predictor.source)
+        return self._embedder
+
+    def embed(self, inputs: str | Path | Iterable[str | Path], out: str | Path | None = None,
+              batch_size: int = 64) -> Any:
+        """Embeddings (the backbone's pooled pre-logit features) of image files and folders, from the
+        per-file feature cache: an ``Embeddings`` with ``paths`` and ``vectors`` (N, D). ``out``: also write
+        them to a .parquet file (columns path, embedding) or a .npy file with an index .csv beside it."""
+        embeddings = self._embedding_model().embed([inputs] if isinstance(inputs, (str, Path)) else inputs,
+                                                   batch_size=batch_size)
+        if out is not None:
+            from imgcls.training.embeddings import write_embeddings
+
+            write_embeddings(embeddings, out)
+        return embeddings
+
+    def similar(self, image: str | Path, folder: str | Path | Iterable[str | Path], top: int = 10,
+                ) -> list[dict[str, Any]]:
+        """``[{"path", "score"}]``: the images of ``folder`` most like ``image`` by cosine similarity of
+        their embeddings, best first; the query's own file first when it is in ``folder``."""
+        from imgcls.training.embeddings import similar_images
+
+        return similar_images(self._embedding_model(), image, folder, top)
 
     def __call__(self, images: Any, topk: int = 5, batch_size: int = 32) -> dict[str, Any] | list[dict[str, Any]]:
         """Classify like a ``transformers`` pipeline call: one image file or PIL image gives one dict, a

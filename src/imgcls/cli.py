@@ -219,23 +219,79 @@ def predict(
     images: list[Path] = typer.Argument(..., help="Image files and/or folders (searched recursively)."),
     topk: int = typer.Option(5, "--topk", min=1, help="How many classes to list per image."),
     batch_size: int = typer.Option(32, min=1, help="Images per forward pass."),
-    as_json: bool = typer.Option(False, "--json", help="Print predictions as JSON on stdout."),
+    as_json: bool = typer.Option(False, "--json", help="Print predictions as one JSON list on stdout."),
+    jsonl: bool = typer.Option(False, "--jsonl", help="Print one JSON object per line on stdout as results "
+                                                      "come (for any number of images)."),
+    csv_path: Optional[Path] = typer.Option(None, "--csv", help="Also write path, label, score, topk, unknown "
+                                                                "to this CSV file."),
+    sort_into: Optional[Path] = typer.Option(None, "--sort-into", help="Hard-link (or copy) each image into "
+                                                                       "DIR/<predicted class>/, never overwriting; "
+                                                                       "DIR/manifest.csv says what went where."),
+    move: bool = typer.Option(False, "--move", help="With --sort-into: move the images instead."),
 ) -> None:
-    """Predict the class of image files and folders (multi-label models: every label over its threshold)."""
+    """Predict the class of image files and folders (multi-label models: every label over its threshold);
+    optionally write a CSV and sort the images by class."""
     from imgcls.api import Classifier
 
     _setup_logging()
+    if as_json and jsonl:
+        raise ImgclsError("give --json (one list) or --jsonl (one object per line), not both")
     classifier = Classifier.load(model)
-    results = classifier.predict(images, topk=topk, batch_size=batch_size, progress=_progress("predict"))
+    results = classifier.iter_predict(images, topk=topk, batch_size=batch_size, progress=_progress("predict"),
+                                      csv=csv_path, sort_into=sort_into, move=move)
     if as_json:
-        _echo_json(results)
+        _echo_json(list(results))
         return
     for r in results:
-        if "labels" in r:  # multi-label: every label over its threshold
-            typer.echo(f"{r['path']}\t" + (", ".join(f"{t['label']} {t['score']:.3f}" for t in r["labels"]) or "-"))
-            continue
-        others = ", ".join(f"{t['label']} {t['score']:.3f}" for t in r["topk"][1:])
-        typer.echo(f"{r['path']}\t{r['label']}\t{r['score']:.4f}" + (f"\t({others})" if others else ""))
+        if jsonl:
+            sys.stdout.write(json.dumps(r, ensure_ascii=False) + "\n")
+        elif "labels" in r:  # multi-label: every label over its threshold
+            sys.stdout.write(f"{r['path']}\t" + (", ".join(f"{t['label']} {t['score']:.3f}" for t in r["labels"])
+                                                 or "-") + "\n")
+        else:
+            others = ", ".join(f"{t['label']} {t['score']:.3f}" for t in r["topk"][1:])
+            sys.stdout.write(f"{r['path']}\t{r['label']}\t{r['score']:.4f}" + (f"\t({others})" if others else "")
+                             + "\n")
+        sys.stdout.flush()
+
+
+# embeddings -------------------------------------------------------------------------------------
+@app.command()
+def embed(
+    model: Path = typer.Argument(..., help="Run directory or .pt checkpoint (exported files have no embeddings)."),
+    images: list[Path] = typer.Argument(..., help="Image files and/or folders (searched recursively)."),
+    out: Path = typer.Option(..., "--out", help="FILE.parquet (columns path, embedding), or FILE.npy with "
+                                                "FILE.csv (row, path) beside it."),
+    batch_size: int = typer.Option(64, min=1, help="Images per forward pass."),
+) -> None:
+    """Embeddings of every image (the backbone's pooled features), from the per-file feature cache."""
+    from imgcls.api import Classifier
+
+    _setup_logging()
+    embeddings = Classifier.load(model).embed(images, out=out, batch_size=batch_size)
+    typer.echo(f"{len(embeddings)} embeddings of {embeddings.vectors.shape[1]} dims", err=True)
+    typer.echo(str(out))
+
+
+@app.command()
+def similar(
+    model: Path = typer.Argument(..., help="Run directory or .pt checkpoint (exported files have no embeddings)."),
+    image: Path = typer.Argument(..., help="The query image."),
+    folder: Path = typer.Option(..., "--in", help="Folder of images to search (recursively)."),
+    top: int = typer.Option(10, "--top", min=1, help="How many images to list."),
+    as_json: bool = typer.Option(False, "--json", help='Print [{"path", "score"}] as JSON on stdout.'),
+) -> None:
+    """The images of a folder most like IMAGE (cosine similarity of embeddings), the query itself first
+    when it is in the folder."""
+    from imgcls.api import Classifier
+
+    _setup_logging()
+    found = Classifier.load(model).similar(image, folder, top=top)
+    if as_json:
+        _echo_json(found)
+        return
+    for item in found:
+        typer.echo(f"{item['score']:.4f}\t{item['path']}")
 
 
 # export -----------------------------------------------------------------------------------------
