@@ -75,9 +75,11 @@ def plan_stages(strategy: str, epochs: int, lr: float, layer_decay: float, warmu
         log.warning("staged: --head-epochs %d leaves no epoch of the %d for fine-tuning; only the head trains",
                     head, epochs)
         return [Stage(0, epochs, True, lr, 1.0, warmup_epochs)]
-    # Stage 2 starts from a trained head at a tenth of the rate: no warm-up needed.
+    # Stage 2 starts from a trained head at a tenth of the rate, warmed up over its first epoch: the
+    # first full-rate steps on a backbone that never saw this data's gradients are what cost val accuracy.
+    finetune_epochs = epochs - head
     return [Stage(0, head, True, lr, 1.0, warmup_epochs),
-            Stage(1, epochs - head, False, lr * STAGED_FINETUNE_FACTOR, layer_decay, 0)]
+            Stage(1, finetune_epochs, False, lr * STAGED_FINETUNE_FACTOR, layer_decay, int(finetune_epochs >= 2))]
 
 
 def freeze_backbone(model: nn.Module) -> None:
