@@ -144,6 +144,15 @@ def train(
                                                         "(1).", rich_help_panel=TRAIN_FLAGS),
     grad_clip: Optional[float] = typer.Option(None, help="Clip the gradient norm to this value (off).",
                                               rich_help_panel=TRAIN_FLAGS),
+    freeze_bn: Optional[bool] = typer.Option(None, "--freeze-bn/--no-freeze-bn",
+                                             help="Fine-tuning: BatchNorm keeps its pretrained statistics (on for "
+                                                  "small data).", rich_help_panel=TRAIN_FLAGS),
+    auto: Optional[bool] = typer.Option(None, "--auto/--no-auto",
+                                        help="Search recipes on data held out from train and keep the best (on "
+                                             "when neither --strategy nor --model is given).",
+                                        rich_help_panel=TRAIN_FLAGS),
+    time_budget: Optional[str] = typer.Option(None, help="--auto: time for the search, e.g. 90s, 5m (5m).",
+                                              rich_help_panel=TRAIN_FLAGS),
 ) -> None:
     """Train a classifier on DATA; writes a run directory and prints its path last."""
     flags = {k: v for k, v in locals().items() if k not in {"data", "resume", "config"} and v is not None}

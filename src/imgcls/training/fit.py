@@ -41,6 +41,8 @@ from imgcls.training.strategies import (Stage, apply_stage, default_head_epochs,
 from imgcls.training.distributed import (ProcessCount, create_run_dir, finish_launch, is_rank_zero,
                                          quiet_other_ranks, trainer_strategy)
 from imgcls.training.ema import ema_callbacks
+from imgcls.leaderboard import write_leaderboard
+from imgcls.training import auto
 from imgcls.training.decide import decide, log_decisions
 from imgcls.training.lr_find import resolve_auto_lr
 from imgcls.training.tracking import make_loggers
@@ -186,10 +188,19 @@ def prepare(config: TrainConfig, verb: str = "train") -> tuple[TrainConfig, Data
 
 def train(config: TrainConfig, callbacks: list[pl.Callback] | None = None) -> RunDir:
     """Train as ``config`` says; returns the finished run directory. ``callbacks`` join Lightning's."""
+    original = config
     config, source, created = prepare(config)
+    leaderboard: list[dict[str, Any]] = []
+    if auto.wants_auto(config, set(original.model_fields_set)):
+        config, leaderboard = auto.search(original, config, source, created, profile_data(source))
+        if config.model != created.spec.name or config.img_size != created.preprocess.img_size:
+            created = create_model(config.model, len(source.classes), pretrained=config.pretrained,
+                                   weights=config.weights, img_size=config.img_size, cifar_stem=config.cifar_stem)
     run = create_run_dir(config.out, config.name, config.devices, config.num_nodes)  # one run for all ranks
     config = resolve_auto_lr(config, source, created, run.path)  # --lr auto: lr-find first
     if is_rank_zero():
+        if leaderboard:
+            write_leaderboard(run.path, leaderboard)
         run.write_config(config_record(config))
         run.write_classes(source.classes)
         if source.split is not None:
@@ -198,8 +209,9 @@ def train(config: TrainConfig, callbacks: list[pl.Callback] | None = None) -> Ru
 
 
 def fit(config: TrainConfig, source: DataSource, created: CreatedModel, run: RunDir,
-        resume_from: Path | None = None, callbacks: list[pl.Callback] | None = None) -> RunDir:
-    """Train the stages of ``config.strategy`` in ``run``; from ``resume_from`` (a last.pt) when given."""
+        resume_from: Path | None = None, callbacks: list[pl.Callback] | None = None, report: bool = True) -> RunDir:
+    """Train the stages of ``config.strategy`` in ``run``; from ``resume_from`` (a last.pt) when given;
+    ``report``: evaluate best.pt and write the pictures and report.html."""
     stages = plan_stages(config.strategy, config.epochs, config.lr, config.layer_decay, config.warmup_epochs,
                          config.head_epochs)
     log.info("model: %s (%s), weights: %s; strategy %s in %s", config.model, created.spec.arch,
@@ -224,6 +236,8 @@ def fit(config: TrainConfig, source: DataSource, created: CreatedModel, run: Run
         history.next_stage()
     if trainer.is_global_zero:
         history.write()
+        if not report:
+            return run
         from imgcls.evaluation.report import write_run_report
 
         write_run_report(run, source=source, probabilities=best_head_probabilities(run, created, val_features))
