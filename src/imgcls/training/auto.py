@@ -157,7 +157,7 @@ def search_heads(config: TrainConfig, explicit: set[str], source: DataSource, cr
     study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=config.seed))
     searched = {k: v for k, v in default.items() if not (k in explicit or (k == "mirror" and mirrored is None))}
     study.enqueue_trial(searched)
-    study.optimize(objective, n_trials=HEAD_TRIALS, timeout=max(1.0, seconds - extracted))
+    study.optimize(objective, n_trials=HEAD_TRIALS, timeout=max(5.0, seconds - extracted))
     held = f"{len(folds)}-fold on train features"
     first = study.trials[0]
     per_trial = (time.perf_counter() - start - extracted) / max(1, len(study.trials))
