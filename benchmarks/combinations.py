@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "src"))
 
-from tests.conftest import make_train_val  # noqa: E402
+from tests.helpers import make_train_val  # noqa: E402
 from tests.training.test_combinations import WIDER, pairwise, train_case  # noqa: E402
 
 

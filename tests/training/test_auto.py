@@ -13,7 +13,7 @@ from imgcls.data.profile import profile_data
 from imgcls.data.source import resolve_data
 from imgcls.training.auto import wants_auto
 from imgcls.training.fit import resolve_config, train
-from tests.conftest import ANTS_BEES, make_class_tree
+from tests.helpers import ANTS_BEES, make_class_tree
 from tests.training.digits import make_digits
 
 

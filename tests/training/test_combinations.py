@@ -14,7 +14,7 @@ import pytest
 
 from imgcls.config import load_train_config
 from imgcls.training.fit import train
-from tests.conftest import make_train_val
+from tests.helpers import make_train_val
 
 OPTIONS: dict[str, list[object]] = {
     "strategy": ["feature-extraction", "finetune", "staged", "scratch"],
