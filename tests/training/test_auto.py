@@ -84,3 +84,13 @@ def test_zero_flags_search_writes_the_leaderboard_and_trains_the_winner(tiny_dat
     assert recorded["model"] in chosen["recipe"] and recorded["strategy"] in chosen["recipe"] + " feature-extraction"
     assert "Recipes tried (--auto)" in (run.path / "report.html").read_text(encoding="utf-8")
     assert "(chosen)" in (run.path / "leaderboard.md").read_text(encoding="utf-8")
+
+
+def test_time_budget_reads_durations() -> None:
+    from imgcls.errors import ConfigError
+
+    assert load_train_config(time_budget="90s").time_budget == 90
+    assert load_train_config(time_budget="5m").time_budget == 300
+    assert load_train_config(time_budget=45).time_budget == 45
+    with pytest.raises(ConfigError, match="--time-budget"):
+        load_train_config(time_budget="soon")

@@ -72,7 +72,7 @@ def test_every_strategy_on_images_large_enough_for_the_decoded_cache(strategy: s
     config = load_train_config(data=str(data), model=model, strategy=strategy, img_size=64, batch_size=8,
                                workers=0, precision="32")
     with caplog.at_level(logging.INFO, logger="imgcls"):
-        finding = lr_find(config, tmp_path / "out", steps=8 if strategy != "feature-extraction" else 12)
+        finding = lr_find(config, tmp_path / "out", steps=16)
     assert MIN_LR <= finding.suggestion <= MAX_LR
     if strategy in ("finetune", "scratch"):
         assert "decoded-image cache: on" in caplog.text
