@@ -50,8 +50,11 @@ class TrainConfig(BaseModel):
     # setting -> why imgcls chose its value from the data; written to config.yaml as `decided:`, not a flag
     _decided: dict[str, str] = PrivateAttr(default_factory=dict)
 
-    data: str | None = Field(None, description="Folder with train/ and val/, a folder of class folders, or "
-                                               "cifar10[:PATH]")
+    data: str | None = Field(None, description="Folder with train/ and val/, a folder of class folders, a folder "
+                                               "with labels.csv (multi-label), or cifar10[:PATH]")
+    task: Literal["single", "multilabel"] | None = Field(
+        None, description="single: one class per image (class folders); multilabel: any number of labels per "
+                          "image (labels.csv) (detected from the data)")
     model: str = Field("efficientnet_lite0", description="timm name, hf:DIR or hf:ORG/NAME (transformers), "
                        "small_cnn/cifar_cnn/resnet_cifar; `imgcls models` lists them (efficientnet_lite0, "
                        "ImageNet weights offline)")

@@ -58,7 +58,9 @@ def wants_auto(config: TrainConfig, explicit: set[str]) -> bool:
     if config.auto is not None:
         return config.auto
     # one search per process of a distributed run would repeat the same work on every rank
-    return not explicit & {"strategy", "model", "weights"} and config.devices * config.num_nodes == 1
+    # heads are scored with a single-label loss: multi-label data trains the recipe it names
+    return (not explicit & {"strategy", "model", "weights"} and config.devices * config.num_nodes == 1
+            and config.task != "multilabel")
 
 
 def describe(config: TrainConfig) -> str:
