@@ -36,7 +36,8 @@ class ClassifierModule(pl.LightningModule):
 
     ``meta`` is the checkpoint metadata (architecture, classes, preprocessing); ``recipe`` the
     optimisation settings: optimizer, lr, weight_decay, momentum, scheduler, warmup_epochs, epochs,
-    label_smoothing, mixup, cutmix, class_weights, layer_decay, frozen (train only the head),
+    label_smoothing, mixup, cutmix, class_weights, layer_decay, frozen (train only the head), freeze_bn
+    (BatchNorm layers keep their running statistics),
     inputs ("images", or "features": cached embeddings go straight to ``model.get_classifier()``) and
     epoch_offset (epochs of earlier stages of the same run). Checkpoints always hold the whole model.
     """
@@ -102,6 +103,12 @@ class ClassifierModule(pl.LightningModule):
             # A frozen backbone stays in eval mode: its BatchNorm statistics must not drift either.
             self.model.eval()
             self.model.get_classifier().train()
+        elif self.recipe.get("freeze_bn"):
+            # Small data: batch statistics of a few dozen photos are noisier than the pretrained ones, and
+            # replacing them undoes what a trained head relies on; the BatchNorm weights still train.
+            for layer in self.model.modules():
+                if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+                    layer.eval()
 
     # optimisation ---------------------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, Any]:

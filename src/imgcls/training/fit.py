@@ -20,11 +20,12 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import EarlyStopping
 
-from imgcls.config import TrainConfig, config_of_run, update_config
+from imgcls.config import TrainConfig, config_of_run, config_record, update_config
 from imgcls.data.datamodule import FeatureDataModule, ImageDataModule, class_weights
 from imgcls.data.decoded_cache import use_decoded_cache
 from imgcls.data.doctor import check_training_data
 from imgcls.data.presets import EvalPreset
+from imgcls.data.profile import DataProfile, profile_data
 from imgcls.data.source import DataSource, resolve_data
 from imgcls.errors import ConfigError, TrainingInterrupted
 from imgcls.models.checkpoint import checkpoint_meta, load_checkpoint, read_checkpoint_file
@@ -41,6 +42,9 @@ from imgcls.training.strategies import (Stage, apply_stage, default_head_epochs,
 from imgcls.training.distributed import (ProcessCount, create_run_dir, finish_launch, is_rank_zero,
                                          quiet_other_ranks, trainer_strategy)
 from imgcls.training.ema import ema_callbacks
+from imgcls.leaderboard import write_leaderboard
+from imgcls.training import auto
+from imgcls.training.decide import decide, log_decisions
 from imgcls.training.label_issues import training_suspects
 from imgcls.training.lr_find import resolve_auto_lr
 from imgcls.training.tracking import make_loggers
@@ -73,8 +77,10 @@ def scratch_img_size(source: DataSource) -> int:
     return min(224, max(32, math.ceil(source.typical_size() / 8) * 8))
 
 
-def resolve_config(config: TrainConfig, source: DataSource) -> TrainConfig:
-    """Fill every "decide for me" (None) setting; the result is what config.yaml records."""
+def resolve_config(config: TrainConfig, source: DataSource, profile: DataProfile | None = None,
+                   announce: bool = True) -> TrainConfig:
+    """Fill every "decide for me" (None) setting; the result is what config.yaml records. Settings the
+    data decide (training/decide.py) come back with their reasons in ``decided``."""
     arch = resolve_arch(config.model)
     scratch_net = arch in SCRATCH_MODELS
     if config.strategy == "scratch" and config.weights:
@@ -85,6 +91,9 @@ def resolve_config(config: TrainConfig, source: DataSource) -> TrainConfig:
     if strategy in ("feature-extraction", "staged", "finetune") and not pretrained:
         raise ConfigError(f"--strategy {strategy} needs pretrained weights, but {config.model} has none here "
                           f"(--no-pretrained or a scratch net); use --strategy scratch, or give --weights PATH")
+    profile = profile or profile_data(source)
+    decided = decide(config, set(config.model_fields_set), profile, strategy)
+    config = update_config(config, **{name: value for name, (value, _) in decided.items()})
     changes: dict[str, Any] = {
         "task": resolve_task(config, source),
         "strategy": strategy,
@@ -96,11 +105,19 @@ def resolve_config(config: TrainConfig, source: DataSource) -> TrainConfig:
         "layer_decay": config.layer_decay or default_layer_decay(strategy),
         "precision": config.precision or default_precision(),
         "workers": default_workers() if config.workers is None else config.workers,
-        "name": config.name or re.sub(r"[^\w.-]+", "_", f"{config.model}-{strategy}"),
+        "name": config.name or run_name(config.model, strategy),
+        "freeze_bn": bool(config.freeze_bn),
     }
     config = update_config(config, **changes)
+    config.decided.update({name: reason for name, (_, reason) in decided.items()})
+    if announce:
+        log_decisions(profile, config.decided)
     check_precision(config.precision)
     return config
+
+
+def run_name(model: str, strategy: str) -> str:
+    return re.sub(r"[^\w.-]+", "_", f"{model}-{strategy}")
 
 
 def resolve_task(config: TrainConfig, source: DataSource) -> str:
@@ -129,7 +146,7 @@ def _recipe(config: TrainConfig, source: DataSource) -> dict[str, Any]:
         "optimizer": config.optimizer, "lr": config.lr, "weight_decay": config.weight_decay,
         "momentum": config.momentum, "scheduler": config.scheduler, "warmup_epochs": config.warmup_epochs,
         "epochs": config.epochs, "label_smoothing": config.label_smoothing, "mixup": config.mixup,
-        "cutmix": config.cutmix, "class_weights": weights, "task": source.task,
+        "cutmix": config.cutmix, "class_weights": weights, "freeze_bn": bool(config.freeze_bn), "task": source.task,
     }
 
 
@@ -193,11 +210,20 @@ def prepare(config: TrainConfig, verb: str = "train") -> tuple[TrainConfig, Data
 
 def train(config: TrainConfig, callbacks: list[pl.Callback] | None = None) -> RunDir:
     """Train as ``config`` says; returns the finished run directory. ``callbacks`` join Lightning's."""
+    original = config
     config, source, created = prepare(config)
+    leaderboard: list[dict[str, Any]] = []
+    if auto.wants_auto(config, set(original.model_fields_set)):
+        config, leaderboard = auto.search(original, config, source, created, profile_data(source))
+        if config.model != created.spec.name or config.img_size != created.preprocess.img_size:
+            created = create_model(config.model, len(source.classes), pretrained=config.pretrained,
+                                   weights=config.weights, img_size=config.img_size, cifar_stem=config.cifar_stem)
     run = create_run_dir(config.out, config.name, config.devices, config.num_nodes)  # one run for all ranks
     config = resolve_auto_lr(config, source, created, run.path)  # --lr auto: lr-find first
     if is_rank_zero():
-        run.write_config(config.model_dump())
+        if leaderboard:
+            write_leaderboard(run.path, leaderboard)
+        run.write_config(config_record(config))
         run.write_classes(source.classes)
         if source.split is not None:
             run.write_split(source.split)
@@ -205,8 +231,9 @@ def train(config: TrainConfig, callbacks: list[pl.Callback] | None = None) -> Ru
 
 
 def fit(config: TrainConfig, source: DataSource, created: CreatedModel, run: RunDir,
-        resume_from: Path | None = None, callbacks: list[pl.Callback] | None = None) -> RunDir:
-    """Train the stages of ``config.strategy`` in ``run``; from ``resume_from`` (a last.pt) when given."""
+        resume_from: Path | None = None, callbacks: list[pl.Callback] | None = None, report: bool = True) -> RunDir:
+    """Train the stages of ``config.strategy`` in ``run``; from ``resume_from`` (a last.pt) when given;
+    ``report``: evaluate best.pt and write the pictures and report.html."""
     stages = plan_stages(config.strategy, config.epochs, config.lr, config.layer_decay, config.warmup_epochs,
                          config.head_epochs)
     log.info("model: %s (%s), weights: %s; strategy %s in %s", config.model, created.spec.arch,
@@ -226,7 +253,8 @@ def fit(config: TrainConfig, source: DataSource, created: CreatedModel, run: Run
                                                       total)
         if stage_val_features is not None:
             val_features[stage.index] = stage_val_features
-            if suspects is None and trainer.is_global_zero and source.files and source.task != "multilabel":
+            if (report and suspects is None and trainer.is_global_zero and source.files
+                    and source.task != "multilabel"):
                 # the train embeddings are in the feature cache now: confident learning costs seconds
                 suspects = training_suspects(created.model, source, created.preprocess, created.spec.to_dict())
         if trainer.interrupted:
@@ -235,6 +263,8 @@ def fit(config: TrainConfig, source: DataSource, created: CreatedModel, run: Run
         history.next_stage()
     if trainer.is_global_zero:
         history.write()
+        if not report:
+            return run
         probabilities = best_head_probabilities(run, created, val_features)
         if source.task == "multilabel":  # thresholds are chosen on val, stored in best.pt, then reported
             from imgcls.evaluation.multilabel_report import write_multilabel_run_report
