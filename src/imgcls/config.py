@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from imgcls.errors import ConfigError, close_matches
 
@@ -47,6 +47,8 @@ class TrainConfig(BaseModel):
     its ``description``; the options of the CLI are generated from these fields (:mod:`imgcls.cli_options`)."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # setting -> why imgcls chose its value from the data; written to config.yaml as `decided:`, not a flag
+    _decided: dict[str, str] = PrivateAttr(default_factory=dict)
 
     data: str | None = Field(None, description="Folder with train/ and val/, a folder of class folders, a folder "
                                                "with labels.csv (multi-label), or cifar10[:PATH]")
@@ -92,11 +94,16 @@ class TrainConfig(BaseModel):
                                     "(half of --epochs)")
     layer_decay: float | None = Field(None, gt=0, le=1, description="Fine-tuning: lr factor per layer towards the "
                                       "input, 1 = off (0.85)")
+    freeze_bn: bool | None = Field(None, description="Fine-tuning: BatchNorm keeps its pretrained statistics (on "
+                                   "for small data)")
     cache_features: bool = Field(True, description="Feature extraction: run the frozen backbone once and train the "
                                  "head on cached features")
     cifar_stem: bool = Field(False, description="ResNets: 3x3 first conv, no max-pool, for tiny images")
     cache: Literal["auto", "on", "off"] = Field("auto", description="Decoded-image cache (auto: on for large image "
                                                 "files)")
+    auto: bool | None = Field(None, description="Search recipes on data held out from train and keep the best (on "
+                              "when neither --strategy nor --model is given)")
+    time_budget: float | str = Field(300.0, description="--auto: time for the search, e.g. 90s, 5m, 1h (5m)")
     out: str = Field("runs", description="Folder for run directories")
     name: str | None = Field(None, description="Run name (MODEL-STRATEGY; -2, -3... when taken)")
     logger: list[LoggerName] = Field(default_factory=lambda: list(DEFAULT_LOGGERS),
@@ -115,6 +122,18 @@ class TrainConfig(BaseModel):
     @classmethod
     def _strategy_alias(cls, value: Any) -> Any:
         return STRATEGY_ALIASES.get(value, value) if isinstance(value, str) else value
+
+    @field_validator("time_budget", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        seconds = parse_duration(value) if isinstance(value, str) else value
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds <= 0:
+            raise ValueError("must be a duration such as 90s, 5m or 1h")
+        return float(seconds)
+
+    @property
+    def decided(self) -> dict[str, str]:
+        return self._decided
 
     @field_validator("cache", mode="before")
     @classmethod
@@ -147,6 +166,25 @@ class TrainConfig(BaseModel):
     def _precision_as_text(cls, value: Any) -> Any:
         # YAML reads `precision: 32` as an int; the Trainer's names are strings.
         return str(value) if isinstance(value, int) else value
+
+
+DECIDED = "decided"
+_UNITS = {"s": 1, "m": 60, "h": 3600}
+
+
+def parse_duration(text: str) -> float:
+    """'90s', '5m', '1.5h' or '300' (seconds) -> seconds."""
+    text = text.strip().lower()
+    unit = _UNITS.get(text[-1:], None)
+    try:
+        return float(text[:-1] if unit else text) * (unit or 1)
+    except ValueError:
+        raise ValueError("must be a duration such as 90s, 5m or 1h") from None
+
+
+def config_record(config: TrainConfig) -> dict[str, Any]:
+    """What config.yaml holds: every setting, and the reasons of those decided from the data."""
+    return {**config.model_dump(), **({DECIDED: dict(config.decided)} if config.decided else {})}
 
 
 def flag_name(field: str) -> str:
@@ -185,7 +223,8 @@ def read_yaml_config(path: str | Path) -> dict[str, Any]:
         return {}
     if not isinstance(loaded, dict):
         raise ConfigError(f"config file {path} must be a mapping of settings (key: value), not a {type(loaded).__name__}")
-    return {str(key).replace("-", "_"): value for key, value in loaded.items()}
+    # a run's config.yaml reruns its training: the reasons it records are not settings
+    return {str(key).replace("-", "_"): value for key, value in loaded.items() if key != DECIDED}
 
 
 def load_train_config(config_file: str | Path | None = None, **overrides: Any) -> TrainConfig:
@@ -203,8 +242,12 @@ def load_train_config(config_file: str | Path | None = None, **overrides: Any) -
 
 def config_of_run(values: dict[str, Any], where: str | Path) -> TrainConfig:
     """The settings a run recorded (its config.yaml), validated like any other."""
+    values = dict(values)
+    decided = values.pop(DECIDED, None) or {}
     try:
-        return TrainConfig(**values)
+        config = TrainConfig(**values)
+        config._decided.update(decided)
+        return config
     except ValidationError as exc:
         raise ConfigError(f"{validation_message(exc)} in {where}; the run directory is damaged: restore the file "
                           f"or start a new run") from None
@@ -213,10 +256,12 @@ def config_of_run(values: dict[str, Any], where: str | Path) -> TrainConfig:
 def update_config(config: TrainConfig, **changes: Any) -> TrainConfig:
     """A copy of ``config`` with ``changes`` applied and validated."""
     try:
-        return TrainConfig(**{**config.model_dump(), **changes})
+        updated = TrainConfig(**{**config.model_dump(), **changes})
     except ValidationError as exc:
         raise ConfigError(validation_message(exc)) from None
+    updated._decided.update(config.decided)
+    return updated
 
 
 def config_to_yaml(config: TrainConfig) -> str:
-    return yaml.safe_dump(config.model_dump(), sort_keys=False, allow_unicode=True)
+    return yaml.safe_dump(config_record(config), sort_keys=False, allow_unicode=True)

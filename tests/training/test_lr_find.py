@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 
@@ -12,8 +13,8 @@ import torch
 from imgcls.config import load_train_config
 from imgcls.data.source import resolve_data
 from imgcls.models.factory import create_model
-from imgcls.training.lr_find import MAX_LR, MIN_LR, find_lr, steepest_descent
-from tests.helpers import run_main
+from imgcls.training.lr_find import MAX_LR, MIN_LR, find_lr, lr_find, steepest_descent
+from tests.helpers import make_train_val, run_main
 
 
 def test_suggestion_is_the_steepest_fall_per_decade_before_the_minimum() -> None:
@@ -59,3 +60,20 @@ def test_bad_options_exit_2(tiny_data: Path, tmp_path: Path) -> None:
     assert code == 2 and "unknown model 'no_such_net'" in err
     code, _, err = run_main("train", str(tiny_data), "--lr", "fast", "--out", str(tmp_path))
     assert code == 2 and "--lr" in err and "auto" in err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["feature-extraction", "finetune", "staged", "scratch"])
+def test_every_strategy_on_images_large_enough_for_the_decoded_cache(strategy: str, tmp_path: Path,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    # 96 px pictures for a 64 px input: --cache auto decodes them once into uint8 pixels, which must be
+    # normalised before they reach the network, in the range test as in training.
+    data = make_train_val(tmp_path / "data", ["checker", "stripes_h"], train=12, val=4, size=96)
+    model = "small_cnn" if strategy == "scratch" else "efficientnet_lite0"
+    config = load_train_config(data=str(data), model=model, strategy=strategy, img_size=64, batch_size=8,
+                               workers=0, precision="32")
+    with caplog.at_level(logging.INFO, logger="imgcls"):
+        finding = lr_find(config, tmp_path / "out", steps=16)
+    assert MIN_LR <= finding.suggestion <= MAX_LR
+    if strategy in ("finetune", "scratch"):
+        assert "decoded-image cache: on" in caplog.text

@@ -22,6 +22,7 @@ from imgcls.evaluation.gallery import sample_predictions, shown_images, worst_mi
 from imgcls.evaluation.insight import add_overlays, suspects_section
 from imgcls.evaluation.plots import plot_confusion, plot_curves, plot_reliability
 from imgcls.inference.predictor import Predictor
+from imgcls.leaderboard import read_leaderboard
 from imgcls.rundir import RunDir, atomic_write_text, write_json
 
 log = logging.getLogger(__name__)
@@ -140,6 +141,21 @@ def _training_sections(summary: dict[str, Any], config: dict[str, Any] | None) -
     return "".join(parts)
 
 
+def _leaderboard_section(run: RunDir | None) -> str:
+    """The recipes --auto tried (leaderboard.csv), best first, the chosen one marked."""
+    rows = read_leaderboard(run.path) if run else None
+    if not rows:
+        return ""
+    table = h.table(["rank", "recipe", "held-out accuracy", "held out", "seconds"],
+                    [[r["rank"], r["recipe"] + (" (chosen)" if r["chosen"] else ""), r["heldout_accuracy"],
+                      r["heldout"], r["seconds"]] for r in rows],
+                    ["best" if r["chosen"] else "" for r in rows])
+    return (h.heading("Recipes tried (--auto)", "자동 레시피 탐색") + table
+            + h.note("Held-out accuracy is measured on images carved from train, never on the val split above; "
+                     "the chosen recipe is the one this run trained. --no-auto, --strategy or --model skip the "
+                     "search."))
+
+
 def render_report(evaluation: Evaluation, record: dict[str, Any], pictures: dict[str, Path | None],
                   run: RunDir | None, summary: dict[str, Any], suspects: list[dict[str, Any]] | None = None) -> str:
     """report.html; ``summary`` is the run's metrics.json ({} without a run); ``suspects``: training images
@@ -164,7 +180,7 @@ def render_report(evaluation: Evaluation, record: dict[str, Any], pictures: dict
                     "Right: each row divided by its total, so small classes read as clearly as large ones."),
              _gallery_sections(evaluation, Path(record["model"])), suspects_section(suspects),
              _calibration_section(evaluation, pictures["reliability"]),
-             _training_sections(summary, config)]
+             _leaderboard_section(run), _training_sections(summary, config)]
     return h.page(f"imgcls report: {name}", "".join(body))
 
 

@@ -73,6 +73,7 @@ BACKENDS: dict[str, tuple[str, str]] = {
     ".pt": (__name__, "load_torch"), ".pth": (__name__, "load_torch"), ".ckpt": (__name__, "load_torch"),
     ".onnx": ("imgcls.inference.onnx_backend", "load_onnx"),
     ".ts": ("imgcls.inference.torchscript_backend", "load_torchscript"),
+    ".xml": ("imgcls.inference.openvino_backend", "load_openvino"),
 }
 
 

@@ -102,6 +102,12 @@ class ClassifierModule(pl.LightningModule):
             # A frozen backbone stays in eval mode: its BatchNorm statistics must not drift either.
             self.model.eval()
             self.model.get_classifier().train()
+        elif self.recipe.freeze_bn:
+            # Small data: batch statistics of a few dozen photos are noisier than the pretrained ones, and
+            # replacing them undoes what a trained head relies on; the BatchNorm weights still train.
+            for layer in self.model.modules():
+                if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+                    layer.eval()
 
     # optimisation ---------------------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, Any]:

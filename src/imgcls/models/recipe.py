@@ -32,6 +32,7 @@ class Recipe:
     class_weights: tuple[float, ...] | None = None  # per class, for --balance loss
     layer_decay: float | None = None  # lr factor per layer towards the input; None or 1: one rate for all
     frozen: bool = False  # train the head alone (the backbone stays in eval mode)
+    freeze_bn: bool = False  # BatchNorm layers keep their running statistics
     inputs: Literal["images", "features"] = "images"  # features: cached embeddings go straight to the head
     epoch_offset: int = 0  # epochs of earlier stages of the same run
     task: Literal["single", "multilabel"] = "single"  # multilabel: one sigmoid per class

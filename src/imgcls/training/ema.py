@@ -107,12 +107,14 @@ class WeightAveraging(Callback):
         pl_module.model.load_state_dict(self.ema.module.state_dict())
         pl_module.eval()
         loaders = trainer.val_dataloaders
+        # the per-batch step Lightning runs after moving a batch (normalising the decoded cache's uint8 pixels)
+        transfer = (trainer.datamodule or pl_module).on_after_batch_transfer
         correct = total = 0
         loss_sum = torch.zeros((), device=pl_module.device)
         try:
             for loader in loaders if isinstance(loaders, (list, tuple)) else [loaders]:
                 for x, y in loader:
-                    x, y = x.to(pl_module.device), y.to(pl_module.device)
+                    x, y = transfer((x.to(pl_module.device), y.to(pl_module.device)), 0)
                     with trainer.precision_plugin.val_step_context():
                         logits = pl_module(x).float()
                     loss_sum += F.cross_entropy(logits, y, reduction="sum")

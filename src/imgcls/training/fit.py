@@ -17,18 +17,21 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import EarlyStopping
 
-from imgcls.config import TrainConfig, config_of_run
+from imgcls.config import TrainConfig, config_of_run, config_record
+from imgcls.data.profile import profile_data
 from imgcls.data.source import DataSource
 from imgcls.errors import ConfigError, TrainingInterrupted
 from imgcls.evaluation.multilabel_report import write_multilabel_run_report
 from imgcls.evaluation.report import write_run_report
 from imgcls.models.checkpoint import load_checkpoint, read_checkpoint_file
-from imgcls.models.factory import CreatedModel
+from imgcls.leaderboard import write_leaderboard
+from imgcls.models.factory import CreatedModel, create_model
 from imgcls.models.metadata import checkpoint_meta
 from imgcls.models.multilabel import module_class, selection_metric
 from imgcls.models.recipe import Recipe
 from imgcls.models.task import is_multilabel
 from imgcls.rundir import RunDir
+from imgcls.training import auto
 from imgcls.training.callbacks import (AtomicCheckpointIO, EpochLog, EpochProgressBar, RunHistory, SaveOnInterrupt,
                                       run_checkpoints)
 from imgcls.training.distributed import ProcessCount, create_run_dir, finish_launch, is_rank_zero, trainer_strategy
@@ -61,11 +64,20 @@ def build_trainer(config: TrainConfig, run: RunDir, callbacks: list[pl.Callback]
 # the job ----------------------------------------------------------------------------------------
 def train(config: TrainConfig, callbacks: list[pl.Callback] | None = None) -> RunDir:
     """Train as ``config`` says; returns the finished run directory. ``callbacks`` join Lightning's."""
+    original = config
     config, source, created = prepare(config)
+    leaderboard: list[dict[str, Any]] = []
+    if auto.wants_auto(config, set(original.model_fields_set)):
+        config, leaderboard = auto.search(original, config, source, created, profile_data(source))
+        if config.model != created.spec.name or config.img_size != created.preprocess.img_size:
+            created = create_model(config.model, len(source.classes), pretrained=config.pretrained,
+                                   weights=config.weights, img_size=config.img_size, cifar_stem=config.cifar_stem)
     run = create_run_dir(config.out, config.name, config.devices, config.num_nodes)  # one run for all ranks
     config = resolve_auto_lr(config, source, created, run.path)  # --lr auto: lr-find first
     if is_rank_zero():
-        run.write_config(config.model_dump())
+        if leaderboard:
+            write_leaderboard(run.path, leaderboard)
+        run.write_config(config_record(config))
         run.write_classes(source.classes)
         if source.split is not None:
             run.write_split(source.split)
@@ -73,8 +85,9 @@ def train(config: TrainConfig, callbacks: list[pl.Callback] | None = None) -> Ru
 
 
 def fit(config: TrainConfig, source: DataSource, created: CreatedModel, run: RunDir,
-        resume_from: Path | None = None, callbacks: list[pl.Callback] | None = None) -> RunDir:
-    """Train the stages of ``config.strategy`` in ``run``; from ``resume_from`` (a last.pt) when given."""
+        resume_from: Path | None = None, callbacks: list[pl.Callback] | None = None, report: bool = True) -> RunDir:
+    """Train the stages of ``config.strategy`` in ``run``; from ``resume_from`` (a last.pt) when given;
+    ``report``: evaluate best.pt and write the pictures and report.html."""
     stages = plan_stages(config.strategy, config.epochs, config.lr, config.layer_decay, config.warmup_epochs,
                          config.head_epochs)
     log.info("model: %s (%s), weights: %s; strategy %s in %s", config.model, created.spec.arch,
@@ -94,7 +107,8 @@ def fit(config: TrainConfig, source: DataSource, created: CreatedModel, run: Run
                                                       total)
         if stage_val_features is not None:
             val_features[stage.index] = stage_val_features
-            if suspects is None and trainer.is_global_zero and source.files and source.task != "multilabel":
+            if (report and suspects is None and trainer.is_global_zero and source.files
+                    and source.task != "multilabel"):
                 # the train embeddings are in the feature cache now: confident learning costs seconds
                 suspects = training_suspects(created.model, source, created.preprocess, created.spec.to_dict())
         if trainer.interrupted:
@@ -103,6 +117,8 @@ def fit(config: TrainConfig, source: DataSource, created: CreatedModel, run: Run
         history.next_stage()
     if trainer.is_global_zero:
         history.write()
+        if not report:
+            return run
         probabilities = best_head_probabilities(run, created, val_features)
         if source.task == "multilabel":  # thresholds are chosen on val, stored in best.pt, then reported
             write_multilabel_run_report(run, source=source, probabilities=probabilities)

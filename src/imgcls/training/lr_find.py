@@ -49,10 +49,22 @@ class LrFinding:
 
 
 class _FinderModule(ClassifierModule):
-    """The training module, stepping the finder's torch scheduler the torch way (ours are timm's)."""
+    """The training module, stepping the finder's torch scheduler the torch way (ours are timm's).
+
+    The range test gets the DataModule's training loader alone (a whole DataModule would make the finder
+    validate too), so the DataModule's per-batch step (normalising the decoded cache's uint8 pixels) runs
+    here, where Lightning calls it when no DataModule is attached.
+    """
+
+    batches_from: pl.LightningDataModule | None = None
 
     def lr_scheduler_step(self, scheduler: Any, metric: Any) -> None:
         scheduler.step()
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if self.batches_from is None:
+            return batch
+        return self.batches_from.on_after_batch_transfer(batch, dataloader_idx)
 
 
 class _MultiLabelFinderModule(MultiLabelModule):
@@ -78,6 +90,7 @@ def _finder_parts(config: TrainConfig, source: DataSource, created: CreatedModel
     module = finder_class(created.model, meta, recipe)
     datamodule, _ = make_datamodule(config, source, created, on_features)
     datamodule.setup("fit")
+    module.batches_from = datamodule
     return module, datamodule.train_dataloader()
 
 

@@ -20,12 +20,14 @@ from imgcls.data.datamodule import FeatureDataModule, ImageDataModule, class_wei
 from imgcls.data.decoded_cache import use_decoded_cache
 from imgcls.data.doctor import check_training_data
 from imgcls.data.presets import EvalPreset
+from imgcls.data.profile import DataProfile, profile_data
 from imgcls.data.source import DataSource, resolve_data
 from imgcls.errors import ConfigError
 from imgcls.models.factory import SCRATCH_MODELS, CreatedModel, create_model, resolve_arch
 from imgcls.models.recipe import Recipe
 from imgcls.rundir import RunDir
 from imgcls.runtime import cpu_loader_workers, usable_cpus
+from imgcls.training.decide import decide, log_decisions
 from imgcls.training.distributed import is_rank_zero, quiet_other_ranks
 from imgcls.training.features import head_matches_model, supports_cached_features, train_val_features
 from imgcls.training.strategies import default_head_epochs, default_layer_decay, default_lr
@@ -59,8 +61,10 @@ def scratch_img_size(source: DataSource) -> int:
     return min(224, max(32, math.ceil(source.typical_size() / 8) * 8))
 
 
-def resolve_config(config: TrainConfig, source: DataSource) -> TrainConfig:
-    """Fill every "decide for me" (None) setting; the result is what config.yaml records."""
+def resolve_config(config: TrainConfig, source: DataSource, profile: DataProfile | None = None,
+                   announce: bool = True) -> TrainConfig:
+    """Fill every "decide for me" (None) setting; the result is what config.yaml records. Settings the
+    data decide (training/decide.py) come back with their reasons in ``decided``."""
     arch = resolve_arch(config.model)
     scratch_net = arch in SCRATCH_MODELS
     if config.strategy == "scratch" and config.weights:
@@ -71,6 +75,9 @@ def resolve_config(config: TrainConfig, source: DataSource) -> TrainConfig:
     if strategy in ("feature-extraction", "staged", "finetune") and not pretrained:
         raise ConfigError(f"--strategy {strategy} needs pretrained weights, but {config.model} has none here "
                           f"(--no-pretrained or a scratch net); use --strategy scratch, or give --weights PATH")
+    profile = profile or profile_data(source)
+    decided = decide(config, set(config.model_fields_set), profile, strategy)
+    config = update_config(config, **{name: value for name, (value, _) in decided.items()})
     changes: dict[str, Any] = {
         "task": resolve_task(config, source),
         "strategy": strategy,
@@ -82,11 +89,19 @@ def resolve_config(config: TrainConfig, source: DataSource) -> TrainConfig:
         "layer_decay": config.layer_decay or default_layer_decay(strategy),
         "precision": config.precision or default_precision(),
         "workers": default_workers() if config.workers is None else config.workers,
-        "name": config.name or re.sub(r"[^\w.-]+", "_", f"{config.model}-{strategy}"),
+        "name": config.name or run_name(config.model, strategy),
+        "freeze_bn": bool(config.freeze_bn),
     }
     config = update_config(config, **changes)
+    config.decided.update({name: reason for name, (_, reason) in decided.items()})
+    if announce:
+        log_decisions(profile, config.decided)
     check_precision(config.precision)
     return config
+
+
+def run_name(model: str, strategy: str) -> str:
+    return re.sub(r"[^\w.-]+", "_", f"{model}-{strategy}")
 
 
 def resolve_task(config: TrainConfig, source: DataSource) -> str:
@@ -115,7 +130,8 @@ def make_recipe(config: TrainConfig, source: DataSource, **stage: Any) -> Recipe
     settings = {"optimizer": config.optimizer, "lr": config.lr, "weight_decay": config.weight_decay,
                 "momentum": config.momentum, "scheduler": config.scheduler, "warmup_epochs": config.warmup_epochs,
                 "epochs": config.epochs, "label_smoothing": config.label_smoothing, "mixup": config.mixup,
-                "cutmix": config.cutmix, "class_weights": weights, "task": source.task}
+                "cutmix": config.cutmix, "class_weights": weights, "freeze_bn": bool(config.freeze_bn),
+                "task": source.task}
     return Recipe(**{**settings, **stage})
 
 

@@ -1,0 +1,55 @@
+"""Settings decided from the data, each with its reason (config.yaml's ``decided:``, printed at the start).
+
+Only settings the user did not name are decided: an explicit flag fixes what it names and nothing else.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from imgcls.config import TrainConfig
+from imgcls.data.profile import DataProfile
+
+log = logging.getLogger(__name__)
+
+# Fewer training images than this: batch statistics of a few dozen pictures are noisier than the
+# pretrained ones, so fine-tuning keeps BatchNorm's running statistics.
+SMALL_DATA = 5000
+# Largest class this many times the smallest: the loss weighs classes by inverse frequency.
+IMBALANCED = 3.0
+
+
+def decide(config: TrainConfig, explicit: set[str], profile: DataProfile, strategy: str) -> dict[str, tuple[Any, str]]:
+    """setting -> (value, reason) for the settings left open that the data (or ``strategy``) decide."""
+    decided: dict[str, tuple[Any, str]] = {}
+
+    def open_(name: str) -> bool:
+        return name not in explicit and getattr(config, name) in (None, TrainConfig.model_fields[name].default)
+
+    if open_("hflip") and profile.is_glyphs:
+        decided["hflip"] = (False, "the images look like glyphs or documents (gray strokes on a plain background): "
+                                   "a mirrored symbol is a different picture")
+    if config.augment is None and (profile.tiny or profile.is_glyphs):
+        why = (f"tiny images (typical shorter side {profile.typical_side} px)" if profile.tiny
+               else "glyph-like images")
+        decided["augment"] = ("translate", f"{why}: the whole picture shifted a little, not random crops that cut "
+                                           f"away most of it")
+    if open_("balance") and profile.imbalance >= IMBALANCED:
+        decided["balance"] = ("loss", f"classes are unbalanced ({profile.min_per_class} to {max(profile.per_class)} "
+                                      f"images): the loss weighs each class by its rarity")
+    if config.freeze_bn is None and strategy in ("finetune", "staged"):
+        small = profile.images < SMALL_DATA
+        decided["freeze_bn"] = (small, f"{profile.images} training images: " + (
+            "BatchNorm keeps its pretrained statistics while fine-tuning (batch statistics of so few are noisier)"
+            if small else "enough for BatchNorm to learn this data's statistics"))
+    if open_("warmup_epochs") and strategy == "finetune" and config.epochs >= 3:
+        decided["warmup_epochs"] = (1, "fine-tuning starts from a random head: one warm-up epoch keeps its first "
+                                       "large gradients from disturbing the pretrained layers")
+    return decided
+
+
+def log_decisions(profile: DataProfile, decided: dict[str, str]) -> None:
+    log.info("data profile: %s", profile.describe())
+    for name, reason in decided.items():
+        log.info("decided %s: %s", name, reason)
