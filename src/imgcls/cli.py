@@ -11,6 +11,7 @@ import inspect
 import json
 import logging
 import os
+import signal
 import sys
 import threading
 import unicodedata
@@ -450,7 +451,22 @@ def models_command(
     typer.echo(format_table(entries))
 
 
+class _Terminated(BaseException):
+    """SIGTERM outside a training loop (which stops at a batch boundary by itself)."""
+
+
+_MAIN_PID = os.getpid()
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    if os.getpid() != _MAIN_PID:  # a forked loader worker: just end, the main process reports
+        os._exit(128 + signum)
+    raise _Terminated
+
+
 def main() -> None:
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         app()
     except ImgclsError as exc:
@@ -459,6 +475,9 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
+    except _Terminated:
+        typer.echo("terminated by SIGTERM", err=True)
+        sys.exit(143)
 
 
 def run() -> None:

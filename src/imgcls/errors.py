@@ -47,6 +47,12 @@ class TrainingInterrupted(ImgclsError):
     exit_code = 130
 
 
+class TrainingTerminated(TrainingInterrupted):
+    """Training stopped by SIGTERM (a scheduler's preemption); last.pt holds the step reached."""
+
+    exit_code = 143
+
+
 def close_matches(name: str, choices: Iterable[str], n: int = 3) -> str:
     """' (did you mean a, b?)' for the nearest choices, or '' when none is near."""
     matches = difflib.get_close_matches(name, list(choices), n=n, cutoff=0.6)
