@@ -20,7 +20,7 @@ from typing import Any, Optional
 
 import typer
 
-from imgcls.errors import ImgclsError
+from imgcls.errors import ImgclsError, storage_error
 
 app = typer.Typer(
     name="imgcls",
@@ -478,6 +478,12 @@ def main() -> None:
     except _Terminated:
         typer.echo("terminated by SIGTERM", err=True)
         sys.exit(143)
+    except OSError as exc:  # a full or read-only disk under a writer that is not imgcls's own (a logger)
+        refused = storage_error(exc)
+        if refused is None:
+            raise
+        typer.echo(f"error: {refused}", err=True)
+        sys.exit(refused.exit_code)
 
 
 def run() -> None:
