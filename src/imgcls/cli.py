@@ -29,6 +29,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
+VERBOSE_HELP = "Also log details: each file ignored as not an image, each step."
 TRAIN_FLAGS = "Training settings (defaults in parentheses are decided from the data and model when empty)"
 
 
@@ -145,12 +146,14 @@ def train(
                                                         "(1).", rich_help_panel=TRAIN_FLAGS),
     grad_clip: Optional[float] = typer.Option(None, help="Clip the gradient norm to this value (off).",
                                               rich_help_panel=TRAIN_FLAGS),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help=VERBOSE_HELP),
 ) -> None:
     """Train a classifier on DATA; writes a run directory and prints its path last."""
-    flags = {k: v for k, v in locals().items() if k not in {"data", "resume", "config"} and v is not None}
+    flags = {k: v for k, v in locals().items()
+             if k not in {"data", "resume", "config", "verbose"} and v is not None}
     from imgcls.api import Classifier
 
-    _setup_logging()
+    _setup_logging(verbose)
     if resume is not None:
         classifier = Classifier.resume(resume)
     else:
@@ -235,12 +238,13 @@ def evaluate(
     tta: bool = typer.Option(False, "--tta", help="Test-time augmentation: average each image with its mirror."),
     out: Optional[Path] = typer.Option(None, "--out", help="Folder for report.html and pictures "
                                                            "(default RUN/eval-SPLIT, or beside a model file)."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help=VERBOSE_HELP),
 ) -> None:
     """Accuracy, macro F1, per-class report and confusion matrix of a model on a split; writes report.html."""
     from imgcls.api import Classifier
     from imgcls.evaluation.evaluate import default_report_dir
 
-    _setup_logging()
+    _setup_logging(verbose)
     if split not in ("val", "test"):
         raise ImgclsError(f"--split must be val or test, not {split!r}")
     out = out or default_report_dir(model, split, data, tta)
@@ -285,11 +289,12 @@ def predict(
     topk: int = typer.Option(5, "--topk", min=1, help="How many classes to list per image."),
     batch_size: int = typer.Option(32, min=1, help="Images per forward pass."),
     as_json: bool = typer.Option(False, "--json", help="Print predictions as JSON on stdout."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help=VERBOSE_HELP),
 ) -> None:
     """Predict the class of image files and folders."""
     from imgcls.api import Classifier
 
-    _setup_logging()
+    _setup_logging(verbose)
     classifier = Classifier.load(model)
     results = classifier.predict(images, topk=topk, batch_size=batch_size, progress=_progress("predict"))
     if as_json:
@@ -391,11 +396,12 @@ def doctor(
     data: str = typer.Argument(..., help="Folder with train/ and val/ (test/), or a folder of class folders."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
     workers: Optional[int] = typer.Option(None, min=1, help="Processes decoding files (by machine)."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help=VERBOSE_HELP),
 ) -> None:
     """Check a data folder before training: broken files, odd images, empty classes, duplicates, leaks."""
     from imgcls.data.doctor import diagnose, format_report
 
-    _setup_logging()
+    _setup_logging(verbose)
     report = diagnose(data, progress=_progress("doctor"), workers=workers)
     if as_json:
         _echo_json(report.to_dict())
