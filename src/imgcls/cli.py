@@ -46,21 +46,10 @@ def _echo_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
-def _progress(total_hint: str):  # noqa: ANN202 - returns a callback
-    from tqdm import tqdm
+def _progress(desc: str):  # noqa: ANN202 - returns a callback
+    from imgcls.progress import Progress
 
-    bar = None
-
-    def update(done: int, total: int) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = tqdm(total=total, desc=total_hint, unit="img", file=sys.stderr, disable=total < 64, leave=False)
-        bar.n = done
-        bar.refresh()
-        if done >= total:
-            bar.close()
-
-    return update
+    return Progress(desc)
 
 
 # train ------------------------------------------------------------------------------------------

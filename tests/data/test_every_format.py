@@ -86,6 +86,19 @@ def test_every_still_format_pillow_writes_here_decodes(every_format: tuple[Path,
         assert load_image(path).mode == "RGB"
 
 
+def test_a_file_slower_to_decode_than_the_limit_is_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from imgcls.data import images
+
+    path = tmp_path / "slow.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (1500, 1500, 3), dtype=np.uint8)).save(path)
+    monkeypatch.setattr(images, "DECODE_SECONDS", 0.001)
+    with pytest.raises(images.ImageLoadError, match="to decode") as raised:
+        load_image(path)
+    assert raised.value.kind == "too-slow"
+    monkeypatch.undo()
+    assert load_image(path).size == (1500, 1500)  # the same file within the real limit
+
+
 @pytest.mark.slow
 def test_predict_accounts_for_every_file(every_format: tuple[Path, dict[str, int]], tiny_run: Path) -> None:
     root, counts = every_format

@@ -88,6 +88,7 @@ def test_sigterm_to_the_process_group_exits_143_and_resume_finishes(tiny_data: P
     assert time.monotonic() - sent < 10
     assert process.returncode == 143, stderr
     assert "Traceback" not in stderr and "imgcls train --resume" in stderr.splitlines()[-1]
+    assert "\r" not in stderr  # a log file's training progress: plain lines
     steps_per_epoch = 72 // 4
     last = torch.load(tmp_path / "term" / "last.pt", weights_only=True)
     assert steps_per_epoch <= last["global_step"] < 3 * steps_per_epoch

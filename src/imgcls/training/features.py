@@ -16,7 +16,6 @@ import hashlib
 import io
 import logging
 import os
-import sys
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -27,12 +26,12 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 from torchvision.transforms.v2 import functional as TF
-from tqdm import tqdm
 
 from imgcls.cache import cache_dir, content_key
 from imgcls.data.presets import EvalPreset, Preprocess
 from imgcls.data.source import DataSource
 from imgcls.models.chunked import forward_in_slices
+from imgcls.progress import Progress
 from imgcls.rundir import atomic_write_bytes
 
 log = logging.getLogger(__name__)
@@ -119,7 +118,7 @@ def extract(model: nn.Module, dataset: Any, batch_size: int, workers: int, desc:
     model.eval().to(device)
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, pin_memory=device.type == "cuda")
     features, labels = [], []
-    with tqdm(total=len(dataset), desc=desc, unit="img", file=sys.stderr, disable=None, leave=False) as bar:
+    with Progress(desc, len(dataset)) as bar:
         for images, targets in loader:
             images = images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
             features.append(forward_in_slices(partial(embed, model), images, device.type == "cpu").float().cpu())
