@@ -32,6 +32,12 @@ class SigtermAt(pl.Callback):
             os.kill(os.getpid(), signal.SIGTERM)
 
 
+class SigtermInValidation(pl.Callback):
+    def on_validation_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: object) -> None:
+        if trainer.current_epoch == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
 class Batches(pl.Callback):
     """The labels of every training batch, in order: which samples each step trained on."""
 
@@ -67,6 +73,18 @@ def test_sigterm_mid_epoch_then_resume_trains_the_same_batches_once(
     rows, expected = _rows(resumed), _rows(full)
     assert [epoch for epoch, _ in rows] == [epoch for epoch, _ in expected] == [1, 2, 3]  # one row per epoch
     assert [lr for _, lr in rows] == pytest.approx([lr for _, lr in expected])  # the same schedule
+
+
+@pytest.mark.slow
+def test_sigterm_during_validation_lets_it_finish_so_every_epoch_has_its_val_accuracy(
+        tiny_data: Path, tmp_path: Path) -> None:
+    settings = {"data": str(tiny_data), "model": "small_cnn", "epochs": 3, "batch_size": 16, "workers": 0,
+                "out": str(tmp_path), "name": "val"}
+    with pytest.raises(TrainingTerminated):
+        train(load_train_config(**settings), callbacks=[SigtermInValidation()])
+    rows = json.loads((resume(tmp_path / "val").path / "metrics.json").read_text())["epochs"]
+    assert [row["epoch"] for row in rows] == [1, 2, 3]
+    assert all(row["val_acc"] is not None for row in rows)
 
 
 @pytest.mark.slow

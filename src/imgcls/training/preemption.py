@@ -67,6 +67,8 @@ class SaveOnPreemption(pl.Callback):
         self.stopped = False
         self.requeue = False
         self._previous: Any = None
+        self._during_validation: Any = None  # Lightning's SIGTERM handler, while validation defers the signal
+        self._deferred: tuple[int, Any] | None = None
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if in_slurm_job() and threading.current_thread() is threading.main_thread():
@@ -76,6 +78,35 @@ class SaveOnPreemption(pl.Callback):
         # The time limit is near: stop as a SIGTERM would (Lightning's handler waits for the batch to end).
         self.requeue = True
         os.kill(os.getpid(), signal.SIGTERM)
+
+    # Validation stopped half-way would leave the epoch without its val_acc on resume (Lightning does not
+    # run it again), so a SIGTERM during validation takes effect when validation ends; a second one at once.
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if threading.current_thread() is threading.main_thread() and trainer.state.fn == "fit":
+            self._during_validation = signal.signal(signal.SIGTERM, self._defer)
+            self._deferred = None
+
+    def _defer(self, signum: int, frame: Any) -> None:
+        if self._deferred is not None:  # asked twice: stop now
+            self._stop_now(signum, frame)
+        self._deferred = (signum, frame)
+
+    def _stop_now(self, signum: int, frame: Any) -> None:
+        handler, self._during_validation = self._during_validation, None
+        if handler is not None:
+            signal.signal(signal.SIGTERM, handler)
+            if callable(handler):
+                handler(signum, frame)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._during_validation is None:
+            return
+        deferred, self._deferred = self._deferred, None
+        if deferred is not None:
+            self._stop_now(*deferred)
+        else:
+            signal.signal(signal.SIGTERM, self._during_validation)
+            self._during_validation = None
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if self._previous is not None and threading.current_thread() is threading.main_thread():
@@ -87,11 +118,12 @@ class SaveOnPreemption(pl.Callback):
             return
         trainer.save_checkpoint(self.run.file(RunDir.LAST), weights_only=False)  # all ranks call, rank 0 writes
         self.stopped = True
-        loop = trainer.fit_loop.epoch_loop.batch_progress.current
-        log.warning("stopped by %s after batch %d of epoch %d; last.pt holds that step. Resume with: "
-                    "imgcls train --resume %s", "the SLURM time limit" if self.requeue else "SIGTERM",
-                    loop.completed, pl_module.recipe.get("epoch_offset", 0) + trainer.current_epoch + 1,
-                    self.run.path)
+        epochs, offset = trainer.fit_loop.epoch_progress.current, pl_module.recipe.get("epoch_offset", 0)
+        where = (f"after batch {trainer.fit_loop.epoch_loop.batch_progress.current.completed} of epoch "
+                 f"{offset + epochs.processed + 1}" if epochs.started > epochs.processed
+                 else f"at the end of epoch {offset + epochs.processed}")
+        log.warning("stopped by %s %s; last.pt holds that step. Resume with: imgcls train --resume %s",
+                    "the SLURM time limit" if self.requeue else "SIGTERM", where, self.run.path)
         if self.requeue and trainer.is_global_zero:
             requeue_slurm_job()
 
