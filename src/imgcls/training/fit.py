@@ -259,9 +259,10 @@ def fit_stage(config: TrainConfig, source: DataSource, created: CreatedModel, ru
               "epoch_offset": history.epoch_offset}
     module = ClassifierModule(model, meta, recipe)
     datamodule, val_features = make_datamodule(config, source, created, on_features)
-    if resume_from is not None:  # mid-epoch: the epoch's order again, without the batches already done
-        datamodule.resume_at = resume_position(read_checkpoint_file(resume_from), config.batch_size,
-                                               config.devices * config.num_nodes)
+    if resume_from is not None and config.devices * config.num_nodes == 1:
+        # Mid-epoch: the epoch's order again, without the batches already done. (Across processes Lightning's
+        # distributed sampler wraps this one and needs its full length: those epochs restart their order.)
+        datamodule.resume_at = resume_position(read_checkpoint_file(resume_from), config.batch_size)
     best, last = run_checkpoints(run)
     if best_state:
         best.load_state_dict(best_state)  # a later stage must beat the best epoch of the earlier ones

@@ -128,7 +128,7 @@ class SaveOnPreemption(pl.Callback):
             requeue_slurm_job()
 
 
-def resume_position(checkpoint: dict[str, Any], batch_size: int, world_size: int) -> tuple[int, int] | None:
+def resume_position(checkpoint: dict[str, Any], batch_size: int) -> tuple[int, int] | None:
     """(epoch, samples done) of a last.pt written mid-epoch, for the sampler; None at an epoch's end."""
     fit_loop = (checkpoint.get("loops") or {}).get("fit_loop") or {}
     try:
@@ -139,4 +139,4 @@ def resume_position(checkpoint: dict[str, Any], batch_size: int, world_size: int
         return None
     if batches == 0 or started <= epoch:
         return None  # the epoch in the file is over (or never began): its next one starts from the top
-    return epoch, batches * batch_size * world_size
+    return epoch, batches * batch_size
