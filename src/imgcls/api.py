@@ -66,7 +66,8 @@ class Classifier:
 
     def predict(self, inputs: str | Path | Iterable[str | Path], topk: int = 5, batch_size: int = 32,
                 progress: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
-        """``[{"path", "label", "score", "topk": [{"label", "score"}]}]`` for image files and folders."""
+        """``[{"path", "label", "score", "topk": [{"label", "score"}]}]`` for image files and folders; a multi-label
+        model answers ``"labels": [{"label", "score"}]`` (every class over its threshold) in place of label/score."""
         return [p.to_dict() for p in self.predictor.predict(inputs, topk=topk, batch_size=batch_size,
                                                             progress=progress)]
 
@@ -84,6 +85,13 @@ class Classifier:
 
             write_report(out, evaluation, self.predictor.source, source, self.run)
         return evaluation.metrics
+
+    def explain(self, inputs: str | Path | Iterable[str | Path], out: str | Path, *,
+                target: str | None = None) -> list[dict[str, Any]]:
+        """A Grad-CAM overlay per image (files and folders) written into ``out`` as NAME.gradcam.png, for the
+        predicted class or ``target``; returns ``[{"path", "label", "score", "overlay"}]``. PyTorch
+        checkpoints only (a run directory or .pt)."""
+        return explain(self.path, inputs, out, target=target)
 
     # deploying -----------------------------------------------------------------------------------
     def export(self, format: str = "onnx", quantize: str | None = None, out: str | Path | None = None,  # noqa: A002
@@ -115,6 +123,40 @@ def find_lr(data: str | Path | None = None, *, out: str | Path = ".", steps: int
     return lr_find(settings, out, steps=steps).to_dict()
 
 
+def explain(model: str | Path, inputs: str | Path | Iterable[str | Path], out: str | Path, *,
+            target: str | None = None) -> list[dict[str, Any]]:
+    """:meth:`Classifier.explain` of a run directory or .pt checkpoint, without loading a Predictor first."""
+    from imgcls.inference.explain import explainer_for, overlay_paths
+    from imgcls.inference.predictor import expand_image_paths
+    from imgcls.rundir import atomic_write_bytes
+
+    explainer = explainer_for(model)
+    explanations = explainer.explain_files(expand_image_paths([inputs] if isinstance(inputs, (str, Path))
+                                                              else inputs), target)
+    results = []
+    for explanation, file in zip(explanations, overlay_paths([e.path for e in explanations], Path(out))):
+        atomic_write_bytes(file, explanation.png())
+        results.append({"path": explanation.path, "label": explanation.label, "score": round(explanation.score, 6),
+                        "overlay": str(file)})
+    return results
+
+
+def doctor(data: str | Path, *, labels: bool = False, model: str | Path | None = None,
+           progress: Callable[[int, int], None] | None = None, workers: int | None = None) -> Any:
+    """The checks of ``imgcls doctor`` (a :class:`~imgcls.data.doctor.DoctorReport`; ``.to_dict()`` is
+    ``imgcls doctor --json``). ``labels`` adds the
+    training files whose label is probably wrong (kind "suspect-label", worst first), judged on the
+    embeddings of ``model``'s backbone (a run or checkpoint; default: the pretrained efficientnet_lite0)."""
+    from imgcls.data.doctor import Problem, diagnose
+
+    report = diagnose(data, progress=progress, workers=workers)
+    if labels or model is not None:
+        from imgcls.training.label_issues import find_suspect_labels
+
+        report.problems += [Problem(*s.to_problem()) for s in find_suspect_labels(data, model)]
+    return report
+
+
 def split(src: str | Path, out: str | Path, val: float = 0.2, test: float = 0.0, seed: int = 42) -> dict:
     """Write a stratified train/val(/test) copy of one class-folder tree (hard links where possible)."""
     from imgcls.data.split import split_folder
@@ -127,14 +169,6 @@ def compare(runs: Iterable[str | Path], out: str | Path) -> list[dict[str, Any]]
     from imgcls.evaluation.compare import compare_runs
 
     return [row.to_dict() for row in compare_runs(list(runs), out)]
-
-
-def doctor(data: str | Path, *, workers: int | None = None,
-           progress: Callable[[int, int], None] | None = None) -> Any:
-    """Check a data folder before training; returns the report (``.to_dict()`` is ``imgcls doctor --json``)."""
-    from imgcls.data.doctor import diagnose
-
-    return diagnose(data, progress=progress, workers=workers)
 
 
 def bench(data: str | Path, *, batches: int = 4, steps: int = 2, config: str | Path | None = None,

@@ -21,6 +21,7 @@ import typer
 
 from imgcls.cli_options import option_help, with_train_options
 from imgcls.errors import ImgclsError, storage_error
+from imgcls.runtime import tune_process
 
 app = typer.Typer(
     name="imgcls",
@@ -75,8 +76,12 @@ def train(
     if not is_rank_zero():  # the other processes of a distributed run: rank 0 reports
         return
     summary = classifier.run.read_metrics()
-    typer.echo(f"best val_acc {summary['best_val_acc']:.4f} at epoch {summary['best_epoch']} "
-               f"of {len(summary['epochs'])}, {summary['wall_seconds']:.0f} s", err=True)
+    by = summary.get("best_epoch_by")  # multi-label: the best epoch is the one of the highest val mAP
+    row = next((r for r in summary["epochs"] if r["epoch"] == summary["best_epoch"]), {})
+    best = f"best {by} {row.get(by, float('nan')):.4f} (val_acc, exact match, {summary['best_val_acc']:.4f})" \
+        if by else f"best val_acc {summary['best_val_acc']:.4f}"
+    typer.echo(f"{best} at epoch {summary['best_epoch']} of {len(summary['epochs'])}, "
+               f"{summary['wall_seconds']:.0f} s", err=True)
     typer.echo(str(classifier.path))
 
 
@@ -128,6 +133,22 @@ def _report_text(metrics: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _multilabel_text(metrics: dict[str, Any]) -> str:
+    width = max(12, *(_columns(name) for name in metrics["per_class"]))
+    lines = [f"{'':{width}}  precision  recall  f1-score      AP  threshold  support"]
+    for name, m in metrics["per_class"].items():
+        ap = "-" if m["ap"] is None else f"{m['ap']:.4f}"
+        lines.append(f"{_padded(name, width)}  {m['precision']:9.4f}  {m['recall']:6.4f}  {m['f1']:8.4f}  {ap:>6}  "
+                     f"{m['threshold']:9.3f}  {m['support']:7d}")
+    lines.append("")
+    for key, label in (("macro_f1", "macro F1"), ("micro_f1", "micro F1"), ("mAP", "mAP"),
+                       ("macro_f1_at_0.5", "macro F1 @0.5"), ("accuracy", "exact match")):
+        lines.append(f"{label:{width}}  {metrics[key]:.4f}")
+    if metrics.get("note"):
+        lines.append(f"\nnote: {metrics['note']}")
+    return "\n".join(lines)
+
+
 @app.command()
 def evaluate(
     model: Path = typer.Argument(..., help="Run directory, .pt checkpoint, .onnx or .ts file."),
@@ -151,6 +172,10 @@ def evaluate(
     if as_json:
         _echo_json(metrics)
         typer.echo(f"report: {out / 'report.html'}", err=True)
+        return
+    if metrics.get("task") == "multilabel":
+        typer.echo(_multilabel_text(metrics))
+        typer.echo(f"\nreport: {out / 'report.html'}")
         return
     typer.echo(_report_text(metrics))
     typer.echo("\nconfusion matrix (rows: true, columns: predicted)")
@@ -190,7 +215,7 @@ def predict(
     as_json: bool = typer.Option(False, "--json", help="Print predictions as JSON on stdout."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help=VERBOSE_HELP),
 ) -> None:
-    """Predict the class of image files and folders."""
+    """Predict the class of image files and folders (multi-label models: every label over its threshold)."""
     from imgcls.api import Classifier
 
     _setup_logging(verbose)
@@ -200,6 +225,9 @@ def predict(
         _echo_json(results)
         return
     for r in results:
+        if "labels" in r:  # multi-label: every label over its threshold
+            typer.echo(f"{r['path']}\t" + (", ".join(f"{t['label']} {t['score']:.3f}" for t in r["labels"]) or "-"))
+            continue
         others = ", ".join(f"{t['label']} {t['score']:.3f}" for t in r["topk"][1:])
         typer.echo(f"{r['path']}\t{r['label']}\t{r['score']:.4f}" + (f"\t({others})" if others else ""))
 
@@ -249,6 +277,28 @@ def export(
     typer.echo(result["path"])
 
 
+# explain ----------------------------------------------------------------------------------------
+@app.command()
+def explain(
+    model: Path = typer.Argument(..., help="Run directory or .pt checkpoint (exported graphs have no layers "
+                                           "to look into)."),
+    images: list[Path] = typer.Argument(..., help="Image files or folders."),
+    out: Path = typer.Option(..., "--out", help="Folder for the overlays (NAME.gradcam.png)."),
+    target: Optional[str] = typer.Option(None, "--class", help="Explain this class instead of the predicted one."),
+    as_json: bool = typer.Option(False, "--json", help="Print [{path, label, score, overlay}] as JSON on stdout."),
+) -> None:
+    """Grad-CAM overlay per image: where the model looked for the class it predicted."""
+    from imgcls.api import explain as run_explain
+
+    _setup_logging()
+    results = run_explain(model, images, out, target=target)
+    if as_json:
+        _echo_json(results)
+        return
+    for item in results:
+        typer.echo(f"{item['path']}: {item['label']} {item['score']:.3f} -> {item['overlay']}")
+
+
 # serve ------------------------------------------------------------------------------------------
 @app.command()
 def serve(
@@ -292,17 +342,23 @@ def split_command(
 # doctor -----------------------------------------------------------------------------------------
 @app.command()
 def doctor(
-    data: str = typer.Argument(..., help="Folder with train/ and val/ (test/), or a folder of class folders."),
+    data: str = typer.Argument(..., help="Folder with train/ and val/ (test/), a folder of class folders, or a "
+                                         "folder with labels.csv (multi-label)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
     workers: Optional[int] = typer.Option(None, min=1, help="Processes decoding files (by machine)."),
+    labels: bool = typer.Option(False, "--labels", help="Also find training images whose label is probably "
+                                                        "wrong (cross-validated heads on embeddings + cleanlab)."),
+    model: Optional[Path] = typer.Option(None, "--model", help="With --labels: a run (or .pt) whose backbone "
+                                                               "embeds the images (default: pretrained "
+                                                               "efficientnet_lite0)."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help=VERBOSE_HELP),
 ) -> None:
-    """Check a data folder before training: broken files, odd images, empty classes, duplicates, leaks."""
-    from imgcls.api import doctor as check_data
+    """Check a data folder before training: broken files, odd images, duplicates, leaks (--labels: wrong labels)."""
+    from imgcls.api import doctor as run_doctor
     from imgcls.data.doctor import format_report
 
     _setup_logging(verbose)
-    report = check_data(data, progress=_progress("doctor"), workers=workers)
+    report = run_doctor(data, labels=labels, model=model, progress=_progress("doctor"), workers=workers)
     if as_json:
         _echo_json(report.to_dict())
     else:
@@ -368,6 +424,7 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 
 
 def main() -> None:
+    tune_process()  # before torch loads; a command owns its process, a library user opts in
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _on_sigterm)
     try:

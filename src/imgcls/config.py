@@ -7,8 +7,9 @@ and the run's ``config.yaml`` records every value actually used, so it reruns th
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -17,6 +18,28 @@ from imgcls.errors import ConfigError, close_matches
 
 Strategy = Literal["scratch", "feature-extraction", "finetune", "staged"]
 STRATEGY_ALIASES = {"linear-probe": "feature-extraction", "fine-tune": "finetune", "fine-tuning": "finetune"}
+LoggerName = Literal["tensorboard", "csv", "wandb", "mlflow"]
+LOGGERS: tuple[str, ...] = get_args(LoggerName)
+DEFAULT_LOGGERS = ["tensorboard", "csv"]
+
+
+def logger_names(value: Any) -> list[str]:
+    """``"tensorboard,mlflow"``, ``["csv", "wandb"]`` or ``"none"`` -> validated names, in order, once each.
+    Whether a logger's package is installed is checked when training starts, not here: a run recorded with
+    ``logger: [mlflow]`` stays readable on a machine without mlflow."""
+    if value is None:
+        return list(DEFAULT_LOGGERS)
+    items: Iterable[Any] = [value] if isinstance(value, str) else value
+    names: list[str] = []
+    for item in items:
+        for name in str(item).split(","):
+            name = name.strip().lower()
+            if not name or name == "none" or name in names:
+                continue
+            if name not in LOGGERS:
+                raise ValueError(f"unknown logger {name!r}; choose from {', '.join(LOGGERS)} (or none)")
+            names.append(name)
+    return names
 
 
 class TrainConfig(BaseModel):
@@ -25,8 +48,11 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-    data: str | None = Field(None, description="Folder with train/ and val/, a folder of class folders, or "
-                                               "cifar10[:PATH]")
+    data: str | None = Field(None, description="Folder with train/ and val/, a folder of class folders, a folder "
+                                               "with labels.csv (multi-label), or cifar10[:PATH]")
+    task: Literal["single", "multilabel"] | None = Field(
+        None, description="single: one class per image (class folders); multilabel: any number of labels per "
+                          "image (labels.csv) (detected from the data)")
     model: str = Field("efficientnet_lite0", description="timm name, hf:DIR or hf:ORG/NAME (transformers), "
                        "small_cnn/cifar_cnn/resnet_cifar; `imgcls models` lists them (efficientnet_lite0, "
                        "ImageNet weights offline)")
@@ -73,9 +99,9 @@ class TrainConfig(BaseModel):
                                                 "files)")
     out: str = Field("runs", description="Folder for run directories")
     name: str | None = Field(None, description="Run name (MODEL-STRATEGY; -2, -3... when taken)")
-    logger: list[str] = Field(default_factory=lambda: ["tensorboard", "csv"],
-                              description="Experiment loggers (tensorboard, csv, wandb, mlflow), repeated or "
-                                          "comma-separated; none = no logger")
+    logger: list[LoggerName] = Field(default_factory=lambda: list(DEFAULT_LOGGERS),
+                                     description="Experiment loggers, repeated or comma-separated; none turns "
+                                                 "them off")
     experiment: str | None = Field(None, description="MLflow experiment / wandb project (imgcls)")
     tracking_uri: str | None = Field(None, description="MLflow tracking URI ($MLFLOW_TRACKING_URI, else a file "
                                      "store in RUN/logs/mlruns)")
@@ -114,8 +140,6 @@ class TrainConfig(BaseModel):
     @field_validator("logger", mode="before")
     @classmethod
     def _logger_names(cls, value: Any) -> Any:
-        from imgcls.training.tracking import logger_names
-
         return logger_names(value)
 
     @field_validator("precision", mode="before")

@@ -28,6 +28,7 @@ FORMATS = {"onnx": ".onnx", "torchscript": ".ts"}
 FORMAT_ALIASES = {"ts": "torchscript", "jit": "torchscript"}
 QUANTIZATIONS = ("int8",)
 TORCH_SUFFIXES = (".pt", ".pth", ".ckpt")
+TASK_KEYS = ("task", "thresholds", "thresholds_from")  # how a multi-label model's scores become labels
 
 
 @dataclass
@@ -121,7 +122,8 @@ def export_model(model: str | Path, fmt: str = "onnx", quantize: str | None = No
     checkpoint = load_checkpoint(checkpoint_path)
     meta = ExportMeta(checkpoint.classes, checkpoint.preprocess, checkpoint.spec.to_dict(),
                       {"exported_format": fmt, "quantization": quantize or "none", "source": str(checkpoint_path),
-                       "epoch": checkpoint.info.get("epoch"), "imgcls_version": __version__})
+                       "epoch": checkpoint.info.get("epoch"), "imgcls_version": __version__,
+                       **{key: checkpoint.info[key] for key in TASK_KEYS if key in checkpoint.info}})
     reference_predictor = Predictor.load(checkpoint_path)
     source = _check_data(checkpoint_path, data)
     inputs = check_inputs(reference_predictor, source, limit=check_limit)

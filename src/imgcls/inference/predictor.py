@@ -25,6 +25,7 @@ from imgcls.data.presets import EvalPreset, Preprocess, UInt8EvalPreset, normali
 from imgcls.errors import CheckpointError, DataError
 from imgcls.models.checkpoint import load_checkpoint
 from imgcls.models.chunked import CPU_SLICE, forward_in_slices
+from imgcls.models.task import is_multilabel
 from imgcls.rundir import RunDir
 from imgcls.runtime import cpu_loader_workers
 
@@ -37,8 +38,11 @@ class Prediction:
     label: str
     score: float
     topk: list[dict[str, Any]] = field(default_factory=list)
+    labels: list[dict[str, Any]] | None = None  # multi-label models: every class over its threshold
 
     def to_dict(self) -> dict[str, Any]:
+        if self.labels is not None:
+            return {"path": self.path, "labels": self.labels, "topk": self.topk}
         return {"path": self.path, "label": self.label, "score": self.score, "topk": self.topk}
 
 
@@ -168,15 +172,22 @@ class Predictor:
         self.backend, self.classes, self.preprocess = loaded.backend, loaded.classes, loaded.preprocess
         self.info, self.source = loaded.info, source
         self.transform = EvalPreset(self.preprocess)
+        self.multilabel = is_multilabel(self.info)
+        # Per-class decision thresholds of a multi-label model (chosen on held-out data at training time).
+        self.thresholds = np.asarray(self.info.get("thresholds") or [0.5] * len(self.classes), dtype=np.float32)
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu") -> Predictor:
         model_path = resolve_model_path(path)
         return cls(BACKENDS[model_path.suffix.lower()](model_path, device), model_path)
 
+    def activate(self, logits: torch.Tensor) -> torch.Tensor:
+        """Softmax over classes, or one sigmoid per class for a multi-label model."""
+        return torch.sigmoid(logits) if self.multilabel else torch.softmax(logits, dim=1)
+
     def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
-        """Softmax over classes for a preprocessed batch (N, 3, H, W)."""
-        return torch.softmax(self.backend(batch), dim=1)
+        """Class probabilities for a preprocessed batch (N, 3, H, W)."""
+        return self.activate(self.backend(batch))
 
     def predict_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         """Probabilities (N, classes) for RGB PIL images."""
@@ -207,7 +218,7 @@ class Predictor:
             log.warning("skipped %s: %s", paths[index], reason)
         if batch is None:
             return indices, np.zeros((0, len(self.classes)), dtype=np.float32), list(failed)
-        return indices, torch.softmax(forward(normalize_batch(batch, self.preprocess)), dim=1).numpy(), list(failed)
+        return indices, self.activate(forward(normalize_batch(batch, self.preprocess))).numpy(), list(failed)
 
     def _iter_per_core(self, dataset: _PathDataset, forward: Callable[[torch.Tensor], torch.Tensor]):  # noqa: ANN202
         """:meth:`iter_probabilities` with one thread per core, each decoding and running slices of
@@ -229,7 +240,11 @@ class Predictor:
     def labelled(self, path: str, probs: np.ndarray, topk: int = 5) -> Prediction:
         order = np.argsort(-probs)[:max(1, min(topk, len(self.classes)))]
         top = [{"label": self.classes[i], "score": round(float(probs[i]), 6)} for i in order]
-        return Prediction(path, top[0]["label"], top[0]["score"], top)
+        labels = None
+        if self.multilabel:
+            chosen = [i for i in np.argsort(-probs) if probs[i] >= self.thresholds[i]]
+            labels = [{"label": self.classes[i], "score": round(float(probs[i]), 6)} for i in chosen]
+        return Prediction(path, top[0]["label"], top[0]["score"], top, labels)
 
     def predict(self, inputs: Iterable[str | Path] | str | Path, topk: int = 5, batch_size: int = 32,
                 progress: Callable[[int, int], None] | None = None) -> list[Prediction]:
