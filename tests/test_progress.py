@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from imgcls.progress import Progress
-from tests.conftest import make_train_val, run_cli
+from tests.helpers import make_train_val, run_cli
 
 
 def test_progress_off_a_terminal_is_a_few_plain_lines(caplog: pytest.LogCaptureFixture,

@@ -18,7 +18,7 @@ from imgcls.evaluation import plots
 from imgcls.rundir import atomic_write_bytes
 from imgcls.training import features
 from imgcls.training.fit import train
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 
 
 def _no_space(*args: object, **kwargs: object) -> None:

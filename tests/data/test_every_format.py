@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from imgcls.data.images import RASTER_FORMATS, load_image
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 
 # Writers whose output is not a picture imgcls reads (documents, vector formats, scientific data).
 NOT_READ = {"EPS", "PDF", "PALM", "WMF", "BUFR", "GRIB", "HDF5", "SPIDER"}
