@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ class Classifier:
     def __init__(self, predictor: Any, run: RunDir | None = None):
         self.predictor = predictor
         self.run = run
+        self._embedder: Any = None
 
     def __repr__(self) -> str:
         return f"Classifier({str(self.path)!r}, classes={self.classes})"
@@ -58,18 +59,96 @@ class Classifier:
     # using a model -------------------------------------------------------------------------------
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu") -> Classifier:
-        """A run directory, ``.pt`` checkpoint, exported ``.onnx`` or TorchScript ``.ts`` file."""
+        """A run directory, ``.pt`` checkpoint, exported ``.onnx``, TorchScript ``.ts`` or OpenVINO ``.xml`` file."""
         from imgcls.evaluation.evaluate import run_dir_of
         from imgcls.inference.predictor import Predictor
 
         return cls(Predictor.load(path, device=device), run_dir_of(path))
 
     def predict(self, inputs: str | Path | Iterable[str | Path], topk: int = 5, batch_size: int = 32,
-                progress: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
+                progress: Callable[[int, int], None] | None = None, **files: Any) -> list[dict[str, Any]]:
         """``[{"path", "label", "score", "topk": [{"label", "score"}]}]`` for image files and folders; a multi-label
-        model answers ``"labels": [{"label", "score"}]`` (every class over its threshold) in place of label/score."""
-        return [p.to_dict() for p in self.predictor.predict(inputs, topk=topk, batch_size=batch_size,
-                                                            progress=progress)]
+        model answers ``"labels": [{"label", "score"}]`` (every class over its threshold) in place of label/score.
+        ``files``: as for :meth:`iter_predict`."""
+        return list(self.iter_predict(inputs, topk, batch_size, progress, **files))
+
+    def iter_predict(self, inputs: str | Path | Iterable[str | Path], topk: int = 5, batch_size: int = 32,
+                     progress: Callable[[int, int], None] | None = None, *, csv: str | Path | None = None,
+                     sort_into: str | Path | None = None, move: bool = False) -> Iterator[dict[str, Any]]:
+        """:meth:`predict`'s answers one by one as they come, in bounded memory however many images there are.
+        ``csv``: also write them to this CSV file (path, label, score, topk, unknown); ``sort_into``: hard-link
+        (or copy; ``move=True``: move) each image into ``sort_into/<label>/``, never overwriting, with a
+        manifest.csv of what went where."""
+        from imgcls.inference.outputs import PredictionFiles
+
+        with PredictionFiles(csv, sort_into, move) as written:
+            inputs = [inputs] if isinstance(inputs, (str, Path)) else inputs
+            for prediction in self.predictor.iter_predict(written.inputs(inputs), topk=topk, batch_size=batch_size,
+                                                          progress=progress):
+                result = prediction.to_dict()
+                written.add(result)
+                yield result
+
+    # embeddings ----------------------------------------------------------------------------------
+    def _embedding_model(self) -> Any:
+        from imgcls.training.embeddings import EmbeddingModel
+
+        if self._embedder is None:
+            self._embedder = EmbeddingModel.load(self.predictor.source)
+        return self._embedder
+
+    def embed(self, inputs: str | Path | Iterable[str | Path], out: str | Path | None = None,
+              batch_size: int = 64) -> Any:
+        """Embeddings (the backbone's pooled pre-logit features) of image files and folders, from the
+        per-file feature cache: an ``Embeddings`` with ``paths`` and ``vectors`` (N, D). ``out``: also write
+        them to a .parquet file (columns path, embedding) or a .npy file with an index .csv beside it."""
+        embeddings = self._embedding_model().embed([inputs] if isinstance(inputs, (str, Path)) else inputs,
+                                                   batch_size=batch_size)
+        if out is not None:
+            from imgcls.training.embeddings import write_embeddings
+
+            write_embeddings(embeddings, out)
+        return embeddings
+
+    def similar(self, image: str | Path, folder: str | Path | Iterable[str | Path], top: int = 10,
+                ) -> list[dict[str, Any]]:
+        """``[{"path", "score"}]``: the images of ``folder`` most like ``image`` by cosine similarity of
+        their embeddings, best first; the query's own file first when it is in ``folder``."""
+        from imgcls.training.embeddings import similar_images
+
+        return similar_images(self._embedding_model(), image, folder, top)
+
+    def __call__(self, images: Any, topk: int = 5, batch_size: int = 32) -> dict[str, Any] | list[dict[str, Any]]:
+        """Classify like a ``transformers`` pipeline call: one image file or PIL image gives one dict, a
+        folder or a list (of paths, or of PIL images) a list of dicts, each as :meth:`predict` returns it
+        (PIL images without a file name have ``"path": None``)."""
+        from PIL import Image
+
+        if isinstance(images, Image.Image):
+            return self._predict_pictures([images], topk, batch_size)[0]
+        if isinstance(images, (str, Path)):
+            results = self.predict(images, topk=topk, batch_size=batch_size)
+            return results if Path(images).expanduser().is_dir() else results[0]
+        items = list(images)
+        pictures = [isinstance(item, Image.Image) for item in items]
+        if items and all(pictures):
+            return self._predict_pictures(items, topk, batch_size)
+        if any(pictures):
+            from imgcls.errors import DataError
+
+            raise DataError("give a list of image paths or a list of PIL images, not both in one list")
+        return self.predict(items, topk=topk, batch_size=batch_size)
+
+    def _predict_pictures(self, images: list[Any], topk: int, batch_size: int) -> list[dict[str, Any]]:
+        from imgcls.data.images import to_rgb
+
+        results = []
+        for start in range(0, len(images), batch_size):
+            chunk = images[start:start + batch_size]
+            probs = self.predictor.predict_images([to_rgb(image) for image in chunk])
+            results += [self.predictor.labelled(getattr(image, "filename", None) or None, row, topk).to_dict()
+                        for image, row in zip(chunk, probs)]
+        return results
 
     def evaluate(self, data: str | Path | None = None, split: str = "val", *, tta: bool = False,
                  out: str | Path | None = None, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
@@ -95,11 +174,12 @@ class Classifier:
 
     # deploying -----------------------------------------------------------------------------------
     def export(self, format: str = "onnx", quantize: str | None = None, out: str | Path | None = None,  # noqa: A002
-               data: str | Path | None = None, tolerance: float = 1e-3, max_accuracy_drop: float = 0.05,
+               data: str | Path | None = None, tolerance: float | None = None, max_accuracy_drop: float = 0.05,
                ) -> dict[str, Any]:
-        """Export to ONNX (``quantize="int8"`` optional) or TorchScript, checked against PyTorch on the
-        run's val images; returns the summary (``path``, ``parity``, ``int8``...). ``out`` defaults to
-        beside the checkpoint (``runs/NAME/best.onnx``)."""
+        """Export to ONNX (``quantize="int8"`` optional), TorchScript, OpenVINO (``.xml`` + ``.bin``) or a
+        Hugging Face folder (``format="hf"``), checked against PyTorch on the run's val images (hf: through
+        transformers); returns the summary (``path``, ``parity``, ``int8``...). ``out`` defaults to beside
+        the checkpoint (``runs/NAME/best.onnx``, ``runs/NAME/best-hf``)."""
         from imgcls.export.exporter import export_model
 
         return export_model(self.predictor.source, format, quantize=quantize, out=out,

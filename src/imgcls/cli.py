@@ -151,7 +151,7 @@ def _multilabel_text(metrics: dict[str, Any]) -> str:
 
 @app.command()
 def evaluate(
-    model: Path = typer.Argument(..., help="Run directory, .pt checkpoint, .onnx or .ts file."),
+    model: Path = typer.Argument(..., help="Run directory, .pt checkpoint, .onnx, .ts or OpenVINO .xml file."),
     data: Optional[str] = typer.Option(None, help="Data folder (default: the run's own data and split)."),
     split: str = typer.Option("val", help="val | test"),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON on stdout."),
@@ -208,33 +208,89 @@ def compare(
 # predict ----------------------------------------------------------------------------------------
 @app.command()
 def predict(
-    model: Path = typer.Argument(..., help="Run directory, .pt checkpoint, .onnx or .ts file."),
+    model: Path = typer.Argument(..., help="Run directory, .pt checkpoint, .onnx, .ts or OpenVINO .xml file."),
     images: list[Path] = typer.Argument(..., help="Image files and/or folders (searched recursively)."),
     topk: int = typer.Option(5, "--topk", min=1, help="How many classes to list per image."),
     batch_size: int = typer.Option(32, min=1, help="Images per forward pass."),
-    as_json: bool = typer.Option(False, "--json", help="Print predictions as JSON on stdout."),
+    as_json: bool = typer.Option(False, "--json", help="Print predictions as one JSON list on stdout."),
+    jsonl: bool = typer.Option(False, "--jsonl", help="Print one JSON object per line on stdout as results "
+                                                      "come (for any number of images)."),
+    csv_path: Optional[Path] = typer.Option(None, "--csv", help="Also write path, label, score, topk, unknown "
+                                                                "to this CSV file."),
+    sort_into: Optional[Path] = typer.Option(None, "--sort-into", help="Hard-link (or copy) each image into "
+                                                                       "DIR/<predicted class>/, never overwriting; "
+                                                                       "DIR/manifest.csv says what went where."),
+    move: bool = typer.Option(False, "--move", help="With --sort-into: move the images instead."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help=VERBOSE_HELP),
 ) -> None:
-    """Predict the class of image files and folders (multi-label models: every label over its threshold)."""
+    """Predict the class of image files and folders (multi-label models: every label over its threshold);
+    optionally write a CSV and sort the images by class."""
     from imgcls.api import Classifier
 
     _setup_logging(verbose)
+    if as_json and jsonl:
+        raise ImgclsError("give --json (one list) or --jsonl (one object per line), not both")
     classifier = Classifier.load(model)
-    results = classifier.predict(images, topk=topk, batch_size=batch_size, progress=_progress("predict"))
+    results = classifier.iter_predict(images, topk=topk, batch_size=batch_size, progress=_progress("predict"),
+                                      csv=csv_path, sort_into=sort_into, move=move)
     if as_json:
-        _echo_json(results)
+        _echo_json(list(results))
         return
     for r in results:
-        if "labels" in r:  # multi-label: every label over its threshold
-            typer.echo(f"{r['path']}\t" + (", ".join(f"{t['label']} {t['score']:.3f}" for t in r["labels"]) or "-"))
-            continue
-        others = ", ".join(f"{t['label']} {t['score']:.3f}" for t in r["topk"][1:])
-        typer.echo(f"{r['path']}\t{r['label']}\t{r['score']:.4f}" + (f"\t({others})" if others else ""))
+        if jsonl:
+            sys.stdout.write(json.dumps(r, ensure_ascii=False) + "\n")
+        elif "labels" in r:  # multi-label: every label over its threshold
+            sys.stdout.write(f"{r['path']}\t" + (", ".join(f"{t['label']} {t['score']:.3f}" for t in r["labels"])
+                                                 or "-") + "\n")
+        else:
+            others = ", ".join(f"{t['label']} {t['score']:.3f}" for t in r["topk"][1:])
+            sys.stdout.write(f"{r['path']}\t{r['label']}\t{r['score']:.4f}" + (f"\t({others})" if others else "")
+                             + "\n")
+        sys.stdout.flush()
+
+
+# embeddings -------------------------------------------------------------------------------------
+@app.command()
+def embed(
+    model: Path = typer.Argument(..., help="Run directory or .pt checkpoint (exported files have no embeddings)."),
+    images: list[Path] = typer.Argument(..., help="Image files and/or folders (searched recursively)."),
+    out: Path = typer.Option(..., "--out", help="FILE.parquet (columns path, embedding), or FILE.npy with "
+                                                "FILE.csv (row, path) beside it."),
+    batch_size: int = typer.Option(64, min=1, help="Images per forward pass."),
+) -> None:
+    """Embeddings of every image (the backbone's pooled features), from the per-file feature cache."""
+    from imgcls.api import Classifier
+
+    _setup_logging()
+    embeddings = Classifier.load(model).embed(images, out=out, batch_size=batch_size)
+    typer.echo(f"{len(embeddings)} embeddings of {embeddings.vectors.shape[1]} dims", err=True)
+    typer.echo(str(out))
+
+
+@app.command()
+def similar(
+    model: Path = typer.Argument(..., help="Run directory or .pt checkpoint (exported files have no embeddings)."),
+    image: Path = typer.Argument(..., help="The query image."),
+    folder: Path = typer.Option(..., "--in", help="Folder of images to search (recursively)."),
+    top: int = typer.Option(10, "--top", min=1, help="How many images to list."),
+    as_json: bool = typer.Option(False, "--json", help='Print [{"path", "score"}] as JSON on stdout.'),
+) -> None:
+    """The images of a folder most like IMAGE (cosine similarity of embeddings), the query itself first
+    when it is in the folder."""
+    from imgcls.api import Classifier
+
+    _setup_logging()
+    found = Classifier.load(model).similar(image, folder, top=top)
+    if as_json:
+        _echo_json(found)
+        return
+    for item in found:
+        typer.echo(f"{item['score']:.4f}\t{item['path']}")
 
 
 # export -----------------------------------------------------------------------------------------
-def _parity_text(name: str, parity: dict[str, Any], checked_on: str) -> str:
-    text = (f"{name} vs PyTorch on {checked_on}: max |diff| of probabilities {parity['max_abs_diff']:.2g}, "
+def _parity_text(name: str, parity: dict[str, Any], checked_on: str, against: str = "PyTorch") -> str:
+    text = (f"{name} vs {against} on {checked_on}: max |diff| of probabilities {parity['max_abs_diff']:.2g}, "
             f"same top-1 on {parity['top1_agreement']:.1%}")
     if parity["accuracy"] is not None:
         text += f", accuracy {parity['reference_accuracy']:.4f} -> {parity['accuracy']:.4f}"
@@ -244,19 +300,21 @@ def _parity_text(name: str, parity: dict[str, Any], checked_on: str) -> str:
 @app.command()
 def export(
     model: Path = typer.Argument(..., help="Run directory or .pt checkpoint."),
-    fmt: str = typer.Option(..., "--format", help="onnx | torchscript"),
+    fmt: str = typer.Option(..., "--format", help="onnx | torchscript | openvino | hf (a Hugging Face folder)"),
     quantize: Optional[str] = typer.Option(None, "--quantize", help="int8: onnxruntime static quantization "
                                                                     "calibrated on the run's training images."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output file or folder (default: beside the "
-                                                           "checkpoint, e.g. runs/NAME/best.onnx)."),
+                                                           "checkpoint, e.g. runs/NAME/best.onnx, runs/NAME/best-hf)."),
     data: Optional[str] = typer.Option(None, help="Images to check (val) and calibrate (train) on "
                                                   "(default: the run's own data)."),
-    tolerance: float = typer.Option(1e-3, min=0.0, help="Largest allowed difference of probabilities."),
+    tolerance: Optional[float] = typer.Option(None, min=0.0, help="Largest allowed difference of probabilities "
+                                                                  "(1e-3; 0.02 for hf, through transformers)."),
     max_accuracy_drop: float = typer.Option(0.05, min=0.0, max=1.0,
                                             help="int8: largest allowed val accuracy drop (0.05 = 5 points)."),
     as_json: bool = typer.Option(False, "--json", help="Print the export summary as JSON on stdout."),
 ) -> None:
-    """Export to ONNX or TorchScript (class names and preprocessing inside), then check it against PyTorch."""
+    """Export to ONNX, TorchScript, OpenVINO or a Hugging Face folder (class names and preprocessing inside),
+    then check it against PyTorch."""
     from imgcls.api import Classifier
 
     _setup_logging()
@@ -265,8 +323,13 @@ def export(
     if as_json:
         _echo_json(result)
         return
-    typer.echo(_parity_text(result["format"], result["parity"], result["checked_on"]) +
+    hf = result["format"] == "hf"
+    name, against = ("hf through transformers", "imgcls") if hf else (result["format"], "PyTorch")
+    typer.echo(_parity_text(name, result["parity"], result["checked_on"], against) +
                f" (tolerance {result['tolerance']:g})", err=True)
+    if result.get("predict_parity"):
+        typer.echo(_parity_text(name, result["predict_parity"], result["checked_on"],
+                                "imgcls predict (large JPEGs decoded at reduced scale)"), err=True)
     if result["int8"]:
         int8 = result["int8"]
         typer.echo(_parity_text("int8", int8, result["checked_on"]), err=True)
@@ -302,7 +365,7 @@ def explain(
 # serve ------------------------------------------------------------------------------------------
 @app.command()
 def serve(
-    model: Path = typer.Argument(..., help="Run directory, .pt checkpoint, .onnx or .ts file."),
+    model: Path = typer.Argument(..., help="Run directory, .pt checkpoint, .onnx, .ts or OpenVINO .xml file."),
     host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0: reachable from other machines)."),
     port: int = typer.Option(8000, help="TCP port."),
     max_upload_mb: float = typer.Option(10.0, min=0.01, help="Largest image accepted, in MB."),

@@ -7,6 +7,7 @@ import logging
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import timm
 import torch
@@ -18,7 +19,7 @@ from imgcls.models.factory import create_model
 from imgcls.training import features as features_module
 from imgcls.training.features import cached_features, embed, supports_cached_features
 from imgcls.training.fit import train
-from tests.helpers import make_train_val
+from tests.helpers import make_class_tree, make_train_val, pattern_image
 
 
 @pytest.mark.parametrize("name", ["test_efficientnet", "test_resnet", "test_vit", "test_convnext",
@@ -106,8 +107,47 @@ def test_features_are_cached_and_reused_until_data_model_or_preprocessing_change
 
     image = next((data / "val" / "a").iterdir())
     os.utime(image, ns=(image.stat().st_atime_ns, image.stat().st_mtime_ns + 10**9))
+    _split_features(data, created.model, created.preprocess)
+    assert len(calls) == 5 - 1  # touched, same bytes: nothing to extract
+    pattern_image(1, np.random.default_rng(7)).save(image)
     changed = _split_features(data, created.model, created.preprocess)
-    assert len(calls) == 5 and len(changed) == 6  # a file changed on disk
+    assert len(calls) == 5 and len(changed) == 6  # a file's content changed
+
+
+def test_only_files_never_seen_are_extracted_after_adding_moving_or_resplitting(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = make_train_val(tmp_path / "data", ["a", "b"], train=4, val=3)
+    monkeypatch.setenv("IMGCLS_CACHE", str(tmp_path / "cache"))
+    extracted: list[int] = []
+    real_extract = features_module.extract
+    monkeypatch.setattr(features_module, "extract",
+                        lambda model, dataset, *a, **k: extracted.append(len(dataset)) or real_extract(
+                            model, dataset, *a, **k))
+    created = create_model("small_cnn", 2, pretrained=False, img_size=32)
+    first = _split_features(data, created.model, created.preprocess)
+    assert extracted == [6]
+
+    make_class_tree(data / "val", ["a"], 2, seed=9, start=100)  # two new files
+    moved = data / "val" / "b" / "moved.png"
+    os.replace(next((data / "val" / "a").glob("0000.png")), moved)  # one file changes class
+    grown = _split_features(data, created.model, created.preprocess)
+    assert extracted == [6, 2] and len(grown) == 8
+    row = resolve_data(str(data)).paths("val").index(str(moved))
+    assert int(grown.labels[row]) == 1  # its new class, its old embedding
+    assert any(torch.equal(grown.features[row], f) for f in first.features)
+
+    cached_features(created.model, resolve_data(str(data)), "train", created.preprocess, {"arch": "test"})
+    assert extracted == [6, 2, 8]
+
+    # The same files split another way (a folder of class folders, split by imgcls): nothing to extract.
+    flat = tmp_path / "flat"
+    for image in data.glob("*/*/*.png"):
+        (flat / image.parent.name).mkdir(parents=True, exist_ok=True)
+        os.link(image, flat / image.parent.name / f"{image.parent.parent.name}-{image.name}")
+    source = resolve_data(str(flat), val_split=0.5)
+    for split in ("train", "val"):
+        cached_features(created.model, source, split, created.preprocess, {"arch": "test"})
+    assert extracted == [6, 2, 8]
 
 
 def test_a_damaged_cache_entry_is_extracted_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -117,7 +157,9 @@ def test_a_damaged_cache_entry_is_extracted_again(tmp_path: Path, monkeypatch: p
     monkeypatch.setenv("IMGCLS_CACHE", str(tmp_path / "cache"))
     created = create_model("small_cnn", 2, pretrained=False, img_size=32)
     first = _split_features(data, created.model, created.preprocess)
-    for entry in (tmp_path / "cache" / "features").iterdir():
+    entries = [p for p in (tmp_path / "cache" / "features").rglob("*") if p.is_file()]
+    assert entries
+    for entry in entries:
         entry.write_bytes(b"not a tensor file")
     with caplog.at_level(logging.WARNING, logger="imgcls"):
         again = _split_features(data, created.model, created.preprocess)

@@ -7,8 +7,10 @@ checkpoints here; exported ONNX and TorchScript files register theirs in :data:`
 
 from __future__ import annotations
 
+import itertools
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,23 +100,33 @@ def _load_torchscript(path: Path, device: str) -> LoadedModel:
     return load_torchscript(path, device)
 
 
+def _load_openvino(path: Path, device: str) -> LoadedModel:
+    from imgcls.inference.openvino_backend import load_openvino
+
+    return load_openvino(path, device)
+
+
 # Suffix -> loader (each imports its runtime only when a file of its kind is loaded).
 BACKENDS: dict[str, Callable[[Path, str], LoadedModel]] = {".pt": _load_torch, ".pth": _load_torch,
                                                            ".ckpt": _load_torch, ".onnx": _load_onnx,
-                                                           ".ts": _load_torchscript}
+                                                           ".ts": _load_torchscript, ".xml": _load_openvino}
 
 
 def resolve_model_path(path: str | Path) -> Path:
     """A run directory becomes its best checkpoint; files are checked to exist and be known."""
+    from imgcls.inference.hf_folder_backend import is_hf_folder
+
     path = Path(path).expanduser()
+    if is_hf_folder(path) and not RunDir.is_run_dir(path):
+        return path  # a Hugging Face folder (imgcls export --format hf)
     if path.is_dir():
         return RunDir.open(path).best_checkpoint
     if not path.is_file():
         raise CheckpointError(f"model not found: {path}; give a run directory, a .pt checkpoint, "
-                              f"an exported .onnx or a TorchScript .ts file")
+                              f"an exported .onnx, TorchScript .ts or OpenVINO .xml file")
     if path.suffix.lower() not in BACKENDS:
         raise CheckpointError(f"{path}: unknown model file type '{path.suffix}'; "
-                              f"give a run directory, .pt, .onnx or .ts file")
+                              f"give a run directory, .pt, .onnx, .ts or .xml file")
     return path
 
 
@@ -179,6 +191,10 @@ class Predictor:
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu") -> Predictor:
         model_path = resolve_model_path(path)
+        if model_path.is_dir():
+            from imgcls.inference.hf_folder_backend import load_hf_folder
+
+            return cls(load_hf_folder(model_path, device), model_path)
         return cls(BACKENDS[model_path.suffix.lower()](model_path, device), model_path)
 
     def activate(self, logits: torch.Tensor) -> torch.Tensor:
@@ -231,9 +247,15 @@ class Predictor:
 
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # each thread's resizing and normalising stays on its own core
+        slices = (range(i, min(i + CPU_SLICE, count)) for i in range(0, count, CPU_SLICE))
         try:
             with ThreadPoolExecutor(max(1, threads)) as pool:
-                yield from pool.map(run, [range(i, min(i + CPU_SLICE, count)) for i in range(0, count, CPU_SLICE)])
+                # A few slices per thread in flight, not all of them: answers wait for the reader in bounded memory.
+                pending = deque(pool.submit(run, s) for s in itertools.islice(slices, 4 * max(1, threads)))
+                while pending:
+                    answer = pending.popleft().result()
+                    pending.extend(pool.submit(run, s) for s in itertools.islice(slices, 1))
+                    yield answer
         finally:
             torch.set_num_threads(threads)
 
@@ -246,20 +268,25 @@ class Predictor:
             labels = [{"label": self.classes[i], "score": round(float(probs[i]), 6)} for i in chosen]
         return Prediction(path, top[0]["label"], top[0]["score"], top, labels)
 
-    def predict(self, inputs: Iterable[str | Path] | str | Path, topk: int = 5, batch_size: int = 32,
-                progress: Callable[[int, int], None] | None = None) -> list[Prediction]:
-        """Predictions for image files and folders, in input order; unreadable files are named and left out."""
+    def iter_predict(self, inputs: Iterable[str | Path] | str | Path, topk: int = 5, batch_size: int = 32,
+                     progress: Callable[[int, int], None] | None = None) -> Iterator[Prediction]:
+        """Predictions for image files and folders, in input order, as each batch is answered (memory stays
+        bounded however many files there are); unreadable files are named and left out."""
         if isinstance(inputs, (str, Path)):
             inputs = [inputs]
         paths = expand_image_paths(inputs)
-        results: dict[int, Prediction] = {}
-        done = 0
+        answered = done = 0
         for indices, probs, failed in self.iter_probabilities(paths, batch_size):
             for index, row in zip(indices, probs):
-                results[index] = self.labelled(paths[index], row, topk)
+                yield self.labelled(paths[index], row, topk)
+            answered += len(indices)
             done += len(indices) + len(failed)
             if progress:
                 progress(done, len(paths))
-        if paths and not results:
+        if paths and not answered:
             raise DataError(f"none of the {len(paths)} input files could be read as an image")
-        return [results[i] for i in sorted(results)]
+
+    def predict(self, inputs: Iterable[str | Path] | str | Path, topk: int = 5, batch_size: int = 32,
+                progress: Callable[[int, int], None] | None = None) -> list[Prediction]:
+        """:meth:`iter_predict` as a list."""
+        return list(self.iter_predict(inputs, topk, batch_size, progress))

@@ -5,9 +5,11 @@ features of train and val are computed once (evaluation transform, inference mod
 batched) and cached under ``$IMGCLS_CACHE/features``. The head then trains on the cache through
 the same Lightning Trainer and ClassifierModule, so checkpoints hold the full model as always.
 
-Cache entries are keyed by everything that decides their content: the split's files (path, size,
-mtime) or array bytes, the architecture and a hash of the backbone's weights, the preprocessing and
-the view (plain or mirrored). Any change makes a new entry; nothing stale is ever reused.
+Cache entries are keyed by everything that decides their content: each file's bytes (see
+:mod:`imgcls.training.feature_store`; array data such as CIFAR by a hash of the whole split), the
+architecture and a hash of the backbone's weights, the preprocessing and the view (plain or
+mirrored). Any change makes a new entry; nothing stale is ever reused, and only files never seen are
+extracted.
 """
 
 from __future__ import annotations
@@ -17,26 +19,33 @@ import io
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+import numpy as np
+
 import timm
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.v2 import functional as TF
 
 from imgcls.cache import cache_dir, content_key
+from imgcls.data.images import ImageLoadError, load_image
 from imgcls.data.presets import EvalPreset, Preprocess
 from imgcls.data.source import DataSource
+from imgcls.errors import DataError
 from imgcls.models.chunked import forward_in_slices
 from imgcls.progress import Progress
 from imgcls.rundir import atomic_write_bytes
+from imgcls.training.feature_store import FeatureStore, file_digest
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 2  # 2: eval pictures resized as uint8 tensors by torchvision (1: by Pillow)
+CACHE_VERSION = 3  # 3: one entry per file content (2: per split, eval resize by torchvision; 1: by Pillow)
+EXTRACT_CHUNK = 4096  # images per cache shard: an interrupted extraction keeps the chunks it finished
 VIEWS = ("plain", "hflip")
 
 
@@ -73,21 +82,12 @@ class MirroredEval:
 
 
 # keys ------------------------------------------------------------------------------------------
-def split_fingerprint(source: DataSource, split: str) -> Any:
-    """What identifies a split's content: files with size and mtime, or a hash of array data."""
-    if split in source.arrays:
-        images, labels = source.arrays[split]
-        digest = hashlib.blake2b(images.tobytes(), digest_size=16)
-        digest.update(labels.tobytes())
-        return {"array": digest.hexdigest(), "shape": list(images.shape)}
-    rows = []
-    for path, label in source.files[split]:
-        try:
-            stat = os.stat(path)
-            rows.append((path, label, stat.st_size, stat.st_mtime_ns))
-        except OSError:
-            rows.append((path, label, None, None))
-    return {"files": rows, "classes": source.classes}
+def array_fingerprint(source: DataSource, split: str) -> dict[str, Any]:
+    """What identifies an array split's content (CIFAR): a hash of its pixels and labels."""
+    images, labels = source.arrays[split]
+    digest = hashlib.blake2b(images.tobytes(), digest_size=16)
+    digest.update(labels.tobytes())
+    return {"array": digest.hexdigest(), "shape": list(images.shape)}
 
 
 def backbone_hash(model: nn.Module) -> str:
@@ -102,8 +102,15 @@ def backbone_hash(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
+def space_key(arch: dict[str, Any], weights: str, preprocess: Preprocess, view: str) -> str:
+    """The feature space: what maps a picture to its embedding. The number of classes and the name the
+    user gave are left out: the same backbone with another head gives the same features."""
+    backbone = {k: v for k, v in arch.items() if k not in ("num_classes", "name")}
+    return content_key(CACHE_VERSION, backbone, weights, preprocess.to_dict(), view, timm.__version__)
+
+
 def feature_key(fingerprint: Any, arch: dict[str, Any], weights: str, preprocess: Preprocess, view: str) -> str:
-    return content_key(CACHE_VERSION, fingerprint, arch, weights, preprocess.to_dict(), view, timm.__version__)
+    return content_key(space_key(arch, weights, preprocess, view), fingerprint)
 
 
 # extraction ------------------------------------------------------------------------------------
@@ -112,19 +119,86 @@ def _device() -> torch.device:
 
 
 @torch.inference_mode()
-def extract(model: nn.Module, dataset: Any, batch_size: int, workers: int, desc: str) -> FeatureSet:
+def extract(model: nn.Module, dataset: Any, batch_size: int, workers: int, desc: str,
+            collate_fn: Callable | None = None) -> FeatureSet:
     """Embeddings of every item of ``dataset`` (eval mode, channels_last, batched), with progress."""
     device = _device()
     model.eval().to(device)
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, pin_memory=device.type == "cuda")
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, pin_memory=device.type == "cuda",
+                        collate_fn=collate_fn)
     features, labels = [], []
     with Progress(desc, len(dataset)) as bar:
         for images, targets in loader:
-            images = images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-            features.append(forward_in_slices(partial(embed, model), images, device.type == "cpu").float().cpu())
-            labels.append(torch.as_tensor(targets))
-            bar.update(len(targets))
+            if len(targets):
+                images = images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+                features.append(forward_in_slices(partial(embed, model), images, device.type == "cpu").float().cpu())
+                labels.append(torch.as_tensor(targets))
+            bar.update(min(batch_size, len(dataset) - bar.n))
+    if not features:
+        return FeatureSet(torch.zeros(0, 0), torch.zeros(0, dtype=torch.long))
     return FeatureSet(torch.cat(features), torch.cat(labels).long())
+
+
+class _Files(Dataset):
+    """(image, index) per path; a file that cannot be decoded yields None and is named in a warning."""
+
+    def __init__(self, paths: list[str], transform: Any, draft_size: int):
+        self.paths, self.transform, self.draft_size = paths, transform, draft_size
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int] | None:
+        try:
+            return self.transform(load_image(self.paths[index], self.draft_size)), index
+        except ImageLoadError as exc:
+            log.warning("skipped %s: %s", exc.path, exc.detail)
+            return None
+
+
+def _collate_readable(items: list[tuple[torch.Tensor, int] | None]) -> tuple[torch.Tensor | None, list[int]]:
+    good = [item for item in items if item is not None]
+    return (torch.stack([t for t, _ in good]) if good else None), [i for _, i in good]
+
+
+def _transform(preprocess: Preprocess, view: str) -> Any:
+    return MirroredEval(preprocess) if view == "hflip" else EvalPreset(preprocess)
+
+
+def file_features(model: nn.Module, paths: list[str], preprocess: Preprocess, arch: dict[str, Any], *,
+                  view: str = "plain", batch_size: int = 64, workers: int = 0, desc: str = "features",
+                  weights: str | None = None) -> tuple[torch.Tensor, list[int]]:
+    """Embeddings (rows in order) of the readable files of ``paths`` and their indices, from the per-file
+    cache; files never seen in this feature space (by content) are extracted and cached, in chunks.
+    ``weights``: :func:`backbone_hash` of ``model`` when the caller already knows it."""
+    store = FeatureStore(space_key(arch, weights or backbone_hash(model), preprocess, view))
+    digests = [file_digest(p) for p in paths]
+    found = store.get({d for d in digests if d})
+    todo: dict[str, str] = {}  # digest -> one path with that content
+    for path, digest in zip(paths, digests):
+        if digest is None:
+            log.warning("skipped %s: cannot be read", path)
+        elif digest not in found:
+            todo.setdefault(digest, path)
+    if todo:
+        start = time.perf_counter()
+        items = list(todo.items())
+        for at in range(0, len(items), EXTRACT_CHUNK):
+            chunk = items[at:at + EXTRACT_CHUNK]
+            dataset = _Files([p for _, p in chunk], _transform(preprocess, view), preprocess.resize_size)
+            got = extract(model, dataset, batch_size, workers, desc=desc, collate_fn=_collate_readable)
+            keys = [chunk[i][0] for i in got.labels.tolist()]
+            rows = got.features.numpy()
+            store.add(keys, rows)
+            found.update(zip(keys, rows))
+        log.info("%s: %d images from the cache, %d extracted in %.1f s (cache %s)", desc,
+                 len(paths) - len(todo), len(todo), time.perf_counter() - start, store.folder.parent)
+    else:
+        log.info("%s: %d images from the cache", desc, len(paths))
+    indices = [i for i, d in enumerate(digests) if d in found]
+    if not indices:
+        return torch.zeros(0, 0), []
+    return torch.from_numpy(np.stack([found[digests[i]] for i in indices])), indices
 
 
 def _load(path: os.PathLike) -> FeatureSet | None:
@@ -148,27 +222,46 @@ def _save(path: os.PathLike, features: FeatureSet) -> None:
                     path, exc.strerror)
 
 
-def cached_features(model: nn.Module, source: DataSource, split: str, preprocess: Preprocess,
-                    arch: dict[str, Any], *, view: str = "plain", batch_size: int = 64,
-                    workers: int = 0) -> FeatureSet:
-    """The embeddings of ``split`` seen through ``view``: from the cache, or extracted and cached."""
-    fingerprint = split_fingerprint(source, split)
-    key = feature_key(fingerprint, arch, backbone_hash(model), preprocess, view)
+def _array_features(model: nn.Module, source: DataSource, split: str, preprocess: Preprocess,
+                    arch: dict[str, Any], view: str, batch_size: int, workers: int, desc: str) -> FeatureSet:
+    """Array data (CIFAR) has no files: one entry for the whole split, keyed by a hash of its arrays."""
+    key = feature_key(array_fingerprint(source, split), arch, backbone_hash(model), preprocess, view)
     path = cache_dir("features", f"{key}.pt")
     found = _load(path)
     if found is not None and len(found) == len(source.labels(split)):
-        log.info("features: %s (%s) from the cache, %d images", split, view, len(found))
+        log.info("%s: from the cache, %d images", desc, len(found))
         return found
-    transform = MirroredEval(preprocess) if view == "hflip" else EvalPreset(preprocess)
-    # Same decoding as evaluation (draft size included), so cached val features score as evaluate does.
-    dataset = source.dataset(split, transform, draft_size=preprocess.resize_size)
     start = time.perf_counter()
-    features = extract(model, dataset, batch_size, workers, desc=f"features {split}" + (f" ({view})" if
-                                                                                           view != "plain" else ""))
-    log.info("features: %s (%s) extracted in %.1f s, %d images of %d dims; cached in %s", split, view,
-             time.perf_counter() - start, len(features), features.features.shape[1], path.parent)
+    features = extract(model, source.dataset(split, _transform(preprocess, view)), batch_size, workers, desc=desc)
+    log.info("%s: extracted in %.1f s, %d images of %d dims; cached in %s", desc, time.perf_counter() - start,
+             len(features), features.features.shape[1], path.parent)
     _save(path, features)
     return features
+
+
+def cached_features(model: nn.Module, source: DataSource, split: str, preprocess: Preprocess,
+                    arch: dict[str, Any], *, view: str = "plain", batch_size: int = 64,
+                    workers: int = 0) -> FeatureSet:
+    """The embeddings of ``split`` seen through ``view``: from the cache, or extracted and cached.
+
+    A file that cannot be decoded takes the embedding and label of the next readable sample, as
+    :class:`ImageFileDataset` does for images, so the set keeps one row per sample."""
+    desc = f"features {split}" + (f" ({view})" if view != "plain" else "")
+    if split in source.arrays:
+        return _array_features(model, source, split, preprocess, arch, view, batch_size, workers, desc)
+    if split not in source.splits:
+        raise DataError(f"{source.spec} has no {split} split; it has {', '.join(source.splits)}")
+    samples = source.files[split]
+    # Same decoding as evaluation (draft size included), so cached val features score as evaluate does.
+    features, readable = file_features(model, [p for p, _ in samples], preprocess, arch, view=view,
+                                       batch_size=batch_size, workers=workers, desc=desc)
+    if not readable:
+        raise DataError("no image in this split can be decoded")
+    row_of = {sample: row for row, sample in enumerate(readable)}
+    count = len(samples)
+    rows = [next(row_of[j % count] for j in range(i, i + count) if j % count in row_of) for i in range(count)]
+    labels = torch.tensor([samples[readable[r]][1] for r in rows], dtype=torch.long)
+    return FeatureSet(features[torch.tensor(rows)] if len(readable) < count else features, labels)
 
 
 def head_matches_model(model: nn.Module, dataset: Any) -> bool:
