@@ -6,6 +6,7 @@ family, so Hangul never falls back to missing-glyph boxes.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from imgcls.evaluation.calibration import Calibration  # noqa: E402
 from imgcls.evaluation.fonts import use_hangul_font  # noqa: E402
+from imgcls.rundir import atomic_write_bytes  # noqa: E402
 
 use_hangul_font()
 
@@ -31,8 +33,10 @@ def _save(fig: plt.Figure, path: Path, title: str) -> Path:
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=DPI, format=Path(path).suffix.lstrip(".") or "png")
     plt.close(fig)
+    atomic_write_bytes(Path(path), buffer.getvalue())
     return path
 
 

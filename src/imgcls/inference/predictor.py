@@ -21,7 +21,8 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from imgcls.data.images import IMAGE_EXTENSIONS, ImageLoadError, is_image_file, load_image
+from imgcls.data.folders import report_ignored, walk_files
+from imgcls.data.images import IMAGE_EXTENSIONS, ImageLoadError, load_image
 from imgcls.data.presets import EvalPreset, Preprocess, UInt8EvalPreset, normalize_batch
 from imgcls.errors import CheckpointError, DataError
 from imgcls.models.checkpoint import load_checkpoint
@@ -136,7 +137,8 @@ def expand_image_paths(inputs: Iterable[str | Path]) -> list[str]:
     for item in inputs:
         item = Path(item).expanduser()
         if item.is_dir():
-            found = sorted(str(p) for p in item.rglob("*") if p.is_file() and is_image_file(p))
+            found, ignored = walk_files(item)
+            report_ignored(ignored, item)
             if not found:
                 log.warning("no images in %s (looked for %s)", item, " ".join(sorted(IMAGE_EXTENSIONS)))
             paths.extend(found)

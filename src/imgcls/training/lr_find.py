@@ -8,7 +8,7 @@ The network's weights are restored afterwards (Lightning saves and reloads them)
 
 from __future__ import annotations
 
-import json
+import io
 import logging
 import math
 import tempfile
@@ -26,6 +26,7 @@ from imgcls.models.checkpoint import checkpoint_meta
 from imgcls.models.factory import CreatedModel
 from imgcls.models.module import ClassifierModule
 from imgcls.models.multilabel import MultiLabelModule
+from imgcls.rundir import atomic_write_bytes, write_json
 from imgcls.training.strategies import default_lr, freeze_backbone, unfreeze
 
 log = logging.getLogger(__name__)
@@ -154,7 +155,6 @@ def _write(finding: LrFinding, out: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    out.mkdir(parents=True, exist_ok=True)
     figure, axis = plt.subplots(figsize=(6.4, 4.2))
     axis.plot(finding.lrs, finding.losses)
     axis.set_xscale("log")
@@ -165,9 +165,11 @@ def _write(finding: LrFinding, out: Path) -> Path:
     axis.set_title(f"learning-rate range test ({finding.strategy})")
     axis.legend()
     path = out / PLOT
-    figure.savefig(path, dpi=110, bbox_inches="tight")
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     plt.close(figure)
-    (out / RESULT).write_text(json.dumps(finding.to_dict(), indent=2), encoding="utf-8")
+    atomic_write_bytes(path, buffer.getvalue())
+    write_json(out / RESULT, finding.to_dict())
     return path
 
 
