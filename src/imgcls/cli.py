@@ -144,6 +144,10 @@ def train(
                                                         "(1).", rich_help_panel=TRAIN_FLAGS),
     grad_clip: Optional[float] = typer.Option(None, help="Clip the gradient norm to this value (off).",
                                               rich_help_panel=TRAIN_FLAGS),
+    calibrate: Optional[bool] = typer.Option(None, "--calibrate/--no-calibrate",
+                                             help="After training, fit a temperature on val so scores are "
+                                                  "calibrated, in best.pt and every export (yes).",
+                                             rich_help_panel=TRAIN_FLAGS),
 ) -> None:
     """Train a classifier on DATA; writes a run directory and prints its path last."""
     flags = {k: v for k, v in locals().items() if k not in {"data", "resume", "config"} and v is not None}

@@ -67,6 +67,8 @@ class TrainConfig(BaseModel):
     ema_decay: float = Field(0.999, gt=0, lt=1)
     accumulate: int = Field(1, ge=1, description="batches whose gradients add up before each optimizer step")
     grad_clip: float | None = Field(None, gt=0, description="clip the gradient norm to this value")
+    calibrate: bool = Field(True, description="after training, fit a temperature on val so the scores are "
+                                              "calibrated (stored in best.pt and every export)")
 
     @field_validator("strategy", mode="before")
     @classmethod

@@ -211,7 +211,11 @@ def fit(config: TrainConfig, source: DataSource, created: CreatedModel, run: Run
         history.write()
         from imgcls.evaluation.report import write_run_report
 
-        write_run_report(run, source=source, probabilities=best_head_probabilities(run, created, val_features))
+        from imgcls.training.trust import fit_trust
+
+        trust = fit_trust(run, config, source)
+        probabilities = trust.val_probs if trust else best_head_probabilities(run, created, val_features)
+        write_run_report(run, source=source, probabilities=probabilities)
         finish_launch(config.out, config.name)
     return run
 
