@@ -98,7 +98,8 @@ def ood_record(method: str, val_scores: np.ndarray, accept_rate: float = DEFAULT
     score quantiles (to choose another rate at predict time) and, for class means, the means themselves."""
     scores = np.sort(np.asarray(val_scores, dtype=np.float64))
     quantiles = scores if len(scores) <= STORED_QUANTILES else np.quantile(scores, np.linspace(0, 1, STORED_QUANTILES))
-    record: dict[str, Any] = {"method": method, "threshold": float(np.quantile(scores, accept_rate)),
+    # "higher": the threshold is a val score itself, so at least accept_rate of the val images are accepted
+    record: dict[str, Any] = {"method": method, "threshold": float(np.quantile(scores, accept_rate, method="higher")),
                               "accept_rate": accept_rate, "fitted_on": f"val ({len(scores)} images)",
                               "val_quantiles": [round(float(q), 6) for q in quantiles]}
     if means is not None:
@@ -116,7 +117,7 @@ def threshold_for(ood: dict[str, Any] | None, reject_rate: float | None) -> floa
     quantiles = ood.get("val_quantiles") or []
     if not quantiles:
         return float(ood["threshold"])
-    return float(np.quantile(np.asarray(quantiles, dtype=np.float64), 1 - reject_rate))
+    return float(np.quantile(np.asarray(quantiles, dtype=np.float64), 1 - reject_rate, method="higher"))
 
 
 def public_ood(ood: dict[str, Any] | None) -> dict[str, Any]:
