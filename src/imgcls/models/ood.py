@@ -98,13 +98,21 @@ def ood_record(method: str, val_scores: np.ndarray, accept_rate: float = DEFAULT
     score quantiles (to choose another rate at predict time) and, for class means, the means themselves."""
     scores = np.sort(np.asarray(val_scores, dtype=np.float64))
     quantiles = scores if len(scores) <= STORED_QUANTILES else np.quantile(scores, np.linspace(0, 1, STORED_QUANTILES))
-    # "higher": the threshold is a val score itself, so at least accept_rate of the val images are accepted
-    record: dict[str, Any] = {"method": method, "threshold": float(np.quantile(scores, accept_rate, method="higher")),
+    record: dict[str, Any] = {"method": method, "threshold": _threshold(scores, accept_rate),
                               "accept_rate": accept_rate, "fitted_on": f"val ({len(scores)} images)",
                               "val_quantiles": [round(float(q), 6) for q in quantiles]}
     if means is not None:
         record["class_means"] = means.float().contiguous()
     return record
+
+
+def _threshold(sorted_scores: np.ndarray, accept_rate: float) -> float:
+    """Halfway between the score that accepts ``accept_rate`` of the images and the next one up, so that at
+    least that share is accepted even when another backend computes the scores a rounding error apart."""
+    index = min(len(sorted_scores) - 1, int(np.ceil(accept_rate * (len(sorted_scores) - 1))))
+    if index + 1 < len(sorted_scores):
+        return float((sorted_scores[index] + sorted_scores[index + 1]) / 2)
+    return float(sorted_scores[index]) + 1e-4
 
 
 def threshold_for(ood: dict[str, Any] | None, reject_rate: float | None) -> float | None:
@@ -117,7 +125,7 @@ def threshold_for(ood: dict[str, Any] | None, reject_rate: float | None) -> floa
     quantiles = ood.get("val_quantiles") or []
     if not quantiles:
         return float(ood["threshold"])
-    return float(np.quantile(np.asarray(quantiles, dtype=np.float64), 1 - reject_rate, method="higher"))
+    return _threshold(np.sort(np.asarray(quantiles, dtype=np.float64)), 1 - reject_rate)
 
 
 def public_ood(ood: dict[str, Any] | None) -> dict[str, Any]:
