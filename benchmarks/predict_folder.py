@@ -22,13 +22,17 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-from PIL import Image
-from torchvision import transforms
+from imgcls.runtime import tune_process
 
-from imgcls import Classifier
-from imgcls.inference.predictor import Predictor, expand_image_paths
-from imgcls.models.checkpoint import load_checkpoint
+tune_process()  # as the imgcls command does, before torch loads; the loop's process sets IMGCLS_NO_TUNING
+
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+from torchvision import transforms  # noqa: E402
+
+from imgcls import Classifier  # noqa: E402
+from imgcls.inference.predictor import Predictor, expand_image_paths  # noqa: E402
+from imgcls.models.checkpoint import load_checkpoint  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 

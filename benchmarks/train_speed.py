@@ -108,7 +108,7 @@ def compare(data: str, mode: str, epochs: int, img_size: int, workers: int, skip
     if not skip_plain and mode != "staged":
         command = [sys.executable, __file__, data, "--plain", mode, "--epochs", str(epochs),
                    "--img-size", str(img_size), "--plain-workers", str(workers)]
-        # untuned, as a tutorial script runs (its import of imgcls's weight loader must not tune it)
+        # untuned, as a tutorial script runs (IMGCLS_NO_TUNING: nothing it imports from imgcls may tune it)
         row["plain_s"], stdout = timed(command, {**env, "IMGCLS_NO_TUNING": "1"})
         row["plain_acc"] = json.loads(stdout.strip().splitlines()[-1])["best_val_acc"]
         row["speedup"] = row["plain_s"] / row["imgcls_s"]

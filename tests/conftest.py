@@ -1,4 +1,5 @@
-"""Shared fixtures: small generated image folders and one tiny trained run per test session.
+"""Shared fixtures: small generated image folders and one tiny trained run per test session (the functions
+that make them are in tests/helpers.py).
 
 Everything runs offline and small: 32-pixel synthetic images and the scratch ``small_cnn`` for
 most tests; the bundled ants/bees photos (examples/ants_bees) where real photos matter.
@@ -7,49 +8,11 @@ most tests; the bundled ants/bees photos (examples/ants_bees) where real photos 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
-REPO = Path(__file__).resolve().parents[1]
-ANTS_BEES = REPO / "examples" / "ants_bees"
-
-
-def pattern_image(label: int, rng: np.random.Generator, size: int = 32) -> Image.Image:
-    """An easy-to-learn picture: class 0 horizontal stripes, 1 vertical, 2 checkerboard; random colours."""
-    y, x = np.mgrid[0:size, 0:size]
-    period = int(rng.integers(3, 6))
-    masks = [(y // period) % 2, (x // period) % 2, ((x // period) + (y // period)) % 2]
-    mask = masks[label % 3].astype(bool)
-    fg, bg = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
-    while np.abs(fg.astype(int) - bg).sum() < 200:
-        fg, bg = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
-    array = np.where(mask[..., None], fg, bg).astype(np.float64)
-    array += rng.normal(0, 12, array.shape)
-    return Image.fromarray(np.clip(array, 0, 255).astype(np.uint8))
-
-
-def make_class_tree(root: Path, classes: list[str], per_class: int, seed: int = 0, size: int = 32,
-                    start: int = 0) -> Path:
-    """root/<class>/<n>.png with pattern images; returns root."""
-    rng = np.random.default_rng(seed)
-    for label, name in enumerate(classes):
-        folder = root / name
-        folder.mkdir(parents=True, exist_ok=True)
-        for i in range(per_class):
-            pattern_image(label, rng, size).save(folder / f"{start + i:04d}.png")
-    return root
-
-
-def make_train_val(root: Path, classes: list[str], train: int = 24, val: int = 8, seed: int = 0,
-                   size: int = 32) -> Path:
-    make_class_tree(root / "train", classes, train, seed, size)
-    make_class_tree(root / "val", classes, val, seed + 1, size)
-    return root
+from tests.helpers import ANTS_BEES, make_train_val
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -81,12 +44,3 @@ def tiny_run(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def ants_bees() -> Path:
     return ANTS_BEES
-
-
-def run_cli(*args: str, check: bool = False, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run the real ``imgcls`` entry point (as ``python -m imgcls``) and capture its output."""
-    result = subprocess.run([sys.executable, "-m", "imgcls", *map(str, args)], capture_output=True, text=True,
-                            timeout=timeout, env={**os.environ, **(env or {})})
-    if check and result.returncode != 0:
-        raise AssertionError(f"imgcls {' '.join(map(str, args))} exited {result.returncode}:\n{result.stderr}")
-    return result

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from imgcls.config import load_train_config
 from imgcls.training.bench import advice, describe
-from tests.conftest import run_cli
+from tests.helpers import run_cli, run_main
 
 
 def test_bench_json_names_both_throughputs_and_the_bound(tiny_data: Path) -> None:
@@ -23,7 +23,6 @@ def test_bench_json_names_both_throughputs_and_the_bound(tiny_data: Path) -> Non
 
 
 def test_bench_of_a_mistyped_model_is_a_user_error(tiny_data: Path) -> None:
-    from tests.test_errors import run_main
 
     code, _, stderr = run_main("bench", str(tiny_data), "--model", "resnet_typo")
     assert code == 2 and "resnet_typo" in stderr and "Traceback" not in stderr

@@ -10,7 +10,7 @@ import torch
 import yaml
 
 from imgcls import Classifier
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 
 
 @pytest.fixture(scope="module")

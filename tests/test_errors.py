@@ -7,16 +7,13 @@ loader also runs as the real ``python -m imgcls`` executable.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import make_train_val, run_cli
+from tests.helpers import make_train_val, run_cli, run_main
 
 
 def _evil_payload(marker: Path):  # noqa: ANN202
@@ -123,24 +120,6 @@ CASES = [
     (["doctor", "{bad}/notes.txt"], "not a file"),
     (["doctor", "cifar10"], "CIFAR-10"),
 ]
-
-
-def run_main(*argv: str) -> tuple[int, str, str]:
-    """(exit code, stdout, stderr) of ``imgcls ARGV`` through the CLI entry point, in this process."""
-    from imgcls.cli import main
-
-    out, err = io.StringIO(), io.StringIO()
-    saved = sys.argv
-    sys.argv = ["imgcls", *argv]
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    finally:
-        sys.argv = saved
-    return code, out.getvalue(), err.getvalue()
 
 
 def _check(code: int, stderr: str, expected: str, marker: Path) -> None:

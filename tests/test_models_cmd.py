@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from imgcls.models.catalog import as_glob, list_models
-from tests.test_errors import run_main
+from tests.helpers import run_main
 
 
 def _cache_repo(cache: Path, repo_id: str, files: dict[str, str]) -> None:

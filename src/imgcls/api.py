@@ -141,3 +141,27 @@ def compare(runs: Iterable[str | Path], out: str | Path) -> list[dict[str, Any]]
     from imgcls.evaluation.compare import compare_runs
 
     return [row.to_dict() for row in compare_runs(list(runs), out)]
+
+
+def doctor(data: str | Path, *, workers: int | None = None,
+           progress: Callable[[int, int], None] | None = None) -> Any:
+    """Check a data folder before training; returns the report (``.to_dict()`` is ``imgcls doctor --json``)."""
+    from imgcls.data.doctor import diagnose
+
+    return diagnose(data, progress=progress, workers=workers)
+
+
+def bench(data: str | Path, *, batches: int = 4, steps: int = 2, config: str | Path | None = None,
+          **options: Any) -> dict[str, Any]:
+    """Input pipeline vs model throughput of training on DATA with the options of ``imgcls train``:
+    ``{"data", "model", "bound", "ratio", "advice"}``."""
+    from imgcls.training.bench import bench as measure
+
+    return measure(str(data), batches=batches, steps=steps, config_file=config, **options)
+
+
+def list_models(pattern: str | None = None, *, offline: bool = False) -> list[Any]:
+    """The models ``--model`` takes (``.to_dict()`` of each is ``imgcls models --json``)."""
+    from imgcls.models.catalog import list_models as catalog
+
+    return catalog(pattern, offline_only=offline)

@@ -7,7 +7,6 @@ with a traceback). ``--json`` output goes to stdout alone; logs and progress go 
 from __future__ import annotations
 
 import atexit
-import inspect
 import json
 import logging
 import os
@@ -19,7 +18,9 @@ from typing import Any, Optional
 
 import typer
 
+from imgcls.cli_options import option_help, with_train_options
 from imgcls.errors import ImgclsError
+from imgcls.runtime import tune_process
 
 app = typer.Typer(
     name="imgcls",
@@ -63,101 +64,21 @@ def _progress(total_hint: str):  # noqa: ANN202 - returns a callback
 
 # train ------------------------------------------------------------------------------------------
 @app.command()
+@with_train_options(panel=TRAIN_FLAGS)
 def train(
-    data: Optional[str] = typer.Argument(None, help="Folder with train/ and val/, a folder of class folders, "
-                                                    "or cifar10[:PATH]."),
+    data: Optional[str] = typer.Argument(None, help=option_help("data", default=False)),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue an interrupted run from its last.pt."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML file of settings (keys as flags; flags win)."),
-    model: Optional[str] = typer.Option(None, help="timm name, hf:DIR or hf:ORG/NAME (transformers), small_cnn/"
-                                                   "cifar_cnn/resnet_cifar; `imgcls models` lists them "
-                                                   "(efficientnet_lite0, ImageNet weights offline).",
-                                        rich_help_panel=TRAIN_FLAGS),
-    strategy: Optional[str] = typer.Option(None, help="scratch | feature-extraction (linear-probe) | finetune | "
-                                                      "staged (feature-extraction when pretrained, else scratch).",
-                                           rich_help_panel=TRAIN_FLAGS),
-    weights: Optional[str] = typer.Option(None, help="Local pretrained weights file (.pt/.pth state dict).",
-                                          rich_help_panel=TRAIN_FLAGS),
-    pretrained: Optional[bool] = typer.Option(None, "--pretrained/--no-pretrained",
-                                              help="Start from pretrained weights (yes when available).",
-                                              rich_help_panel=TRAIN_FLAGS),
-    epochs: Optional[int] = typer.Option(None, help="Epochs (10).", rich_help_panel=TRAIN_FLAGS),
-    batch_size: Optional[int] = typer.Option(None, help="Images per batch (32).", rich_help_panel=TRAIN_FLAGS),
-    lr: Optional[str] = typer.Option(None, help="Learning rate, or auto: lr-find picks it (by strategy and "
-                                                "optimizer).", rich_help_panel=TRAIN_FLAGS),
-    weight_decay: Optional[float] = typer.Option(None, help="Weight decay (0.01).", rich_help_panel=TRAIN_FLAGS),
-    img_size: Optional[int] = typer.Option(None, help="Input size in pixels (the model's own; scratch nets: "
-                                                      "the data's).", rich_help_panel=TRAIN_FLAGS),
-    optimizer: Optional[str] = typer.Option(None, help="adamw | sgd | adam (adamw).", rich_help_panel=TRAIN_FLAGS),
-    scheduler: Optional[str] = typer.Option(None, help="cosine | step | plateau | none | onecycle (cosine).",
-                                            rich_help_panel=TRAIN_FLAGS),
-    warmup_epochs: Optional[int] = typer.Option(None, help="Linear warm-up epochs (0).", rich_help_panel=TRAIN_FLAGS),
-    label_smoothing: Optional[float] = typer.Option(None, help="Label smoothing (0).", rich_help_panel=TRAIN_FLAGS),
-    mixup: Optional[float] = typer.Option(None, help="Mixup alpha, 0 = off (0).", rich_help_panel=TRAIN_FLAGS),
-    cutmix: Optional[float] = typer.Option(None, help="CutMix alpha, 0 = off (0).", rich_help_panel=TRAIN_FLAGS),
-    balance: Optional[str] = typer.Option(None, help="Class imbalance: none | sampler | loss (none).",
-                                          rich_help_panel=TRAIN_FLAGS),
-    patience: Optional[int] = typer.Option(None, help="Stop after this many epochs without a better val accuracy.",
-                                           rich_help_panel=TRAIN_FLAGS),
-    seed: Optional[int] = typer.Option(None, help="Random seed (42).", rich_help_panel=TRAIN_FLAGS),
-    precision: Optional[str] = typer.Option(None, help="32 | 16-mixed | bf16-mixed (bf16/16 on GPU, 32 on CPU).",
-                                            rich_help_panel=TRAIN_FLAGS),
-    devices: Optional[int] = typer.Option(None, help="Processes/GPUs on this machine (1).",
-                                          rich_help_panel=TRAIN_FLAGS),
-    num_nodes: Optional[int] = typer.Option(None, help="Machines (1).", rich_help_panel=TRAIN_FLAGS),
-    workers: Optional[int] = typer.Option(None, help="Data loader processes (by machine).",
-                                          rich_help_panel=TRAIN_FLAGS),
-    val_split: Optional[float] = typer.Option(None, help="Validation share when imgcls splits DATA (0.2).",
-                                              rich_help_panel=TRAIN_FLAGS),
-    augment: Optional[str] = typer.Option(None, help="standard | light | none | translate (standard for fine-tuning, "
-                                                     "else light).", rich_help_panel=TRAIN_FLAGS),
-    hflip: Optional[bool] = typer.Option(None, "--hflip/--no-hflip", help="Random horizontal flips (yes).",
-                                         rich_help_panel=TRAIN_FLAGS),
-    head_epochs: Optional[int] = typer.Option(None, help="staged: epochs of stage 1, the head on cached features "
-                                                         "(half of --epochs).", rich_help_panel=TRAIN_FLAGS),
-    layer_decay: Optional[float] = typer.Option(None, help="Fine-tuning: lr factor per layer towards the input, "
-                                                           "1 = off (0.85).", rich_help_panel=TRAIN_FLAGS),
-    cache_features: Optional[bool] = typer.Option(None, "--cache-features/--no-cache-features",
-                                                  help="Feature extraction: run the frozen backbone once and train "
-                                                       "the head on cached features (yes).",
-                                                  rich_help_panel=TRAIN_FLAGS),
-    cifar_stem: Optional[bool] = typer.Option(None, "--cifar-stem/--no-cifar-stem",
-                                              help="ResNets: 3x3 first conv, no max-pool, for tiny images (no).",
-                                              rich_help_panel=TRAIN_FLAGS),
-    cache: Optional[str] = typer.Option(None, help="Decoded-image cache: auto | on | off (auto: on for large "
-                                                   "image files).", rich_help_panel=TRAIN_FLAGS),
-    out: Optional[str] = typer.Option(None, help="Folder for run directories (runs).", rich_help_panel=TRAIN_FLAGS),
-    name: Optional[str] = typer.Option(None, help="Run name (MODEL-STRATEGY; -2, -3... when taken).",
-                                       rich_help_panel=TRAIN_FLAGS),
-    logger: Optional[list[str]] = typer.Option(None, help="tensorboard | csv | wandb | mlflow | none; repeat or "
-                                                          "comma-separate (tensorboard,csv).",
-                                               rich_help_panel=TRAIN_FLAGS),
-    experiment: Optional[str] = typer.Option(None, help="MLflow experiment / wandb project (imgcls).",
-                                             rich_help_panel=TRAIN_FLAGS),
-    tracking_uri: Optional[str] = typer.Option(None, help="MLflow tracking URI ($MLFLOW_TRACKING_URI, else a file "
-                                                          "store in RUN/logs/mlruns).", rich_help_panel=TRAIN_FLAGS),
-    ema: Optional[bool] = typer.Option(None, "--ema/--no-ema", help="Also keep an exponential moving average of the "
-                                                                    "weights; checkpoints hold whichever validates "
-                                                                    "better (no).", rich_help_panel=TRAIN_FLAGS),
-    ema_decay: Optional[float] = typer.Option(None, help="EMA decay, reached after a warm-up (0.999).",
-                                              rich_help_panel=TRAIN_FLAGS),
-    accumulate: Optional[int] = typer.Option(None, help="Batches whose gradients add up before each optimizer step "
-                                                        "(1).", rich_help_panel=TRAIN_FLAGS),
-    grad_clip: Optional[float] = typer.Option(None, help="Clip the gradient norm to this value (off).",
-                                              rich_help_panel=TRAIN_FLAGS),
-    calibrate: Optional[bool] = typer.Option(None, "--calibrate/--no-calibrate",
-                                             help="After training, fit a temperature on val so scores are "
-                                                  "calibrated, in best.pt and every export (yes).",
-                                             rich_help_panel=TRAIN_FLAGS),
+    **settings: Any,
 ) -> None:
     """Train a classifier on DATA; writes a run directory and prints its path last."""
-    flags = {k: v for k, v in locals().items() if k not in {"data", "resume", "config"} and v is not None}
     from imgcls.api import Classifier
 
     _setup_logging()
     if resume is not None:
         classifier = Classifier.resume(resume)
     else:
-        classifier = Classifier.train(data, config=config, **flags)
+        classifier = Classifier.train(data, config=config, **settings)
     from imgcls.training.distributed import is_rank_zero
 
     if not is_rank_zero():  # the other processes of a distributed run: rank 0 reports
@@ -169,39 +90,26 @@ def train(
 
 
 # lr-find ----------------------------------------------------------------------------------------
-def lr_find_command(**options: Any) -> None:
+@app.command("lr-find")
+@with_train_options(exclude=("out",), panel=TRAIN_FLAGS)
+def lr_find_command(
+    data: Optional[str] = typer.Argument(None, help=option_help("data", default=False)),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML file of settings (keys as flags; flags win)."),
+    out: Path = typer.Option(Path("."), "--out", help="Folder for lr_find.png and lr_find.json."),
+    steps: int = typer.Option(50, min=10, help="Batches of the range test."),
+    as_json: bool = typer.Option(False, "--json", help="Print the suggestion as JSON on stdout."),
+    **settings: Any,
+) -> None:
     """Suggest a learning rate (Lightning's range test) for DATA with the train options; writes lr_find.png."""
     from imgcls.api import find_lr
 
     _setup_logging()
-    data, out, steps, as_json = (options.pop(k) for k in ("data", "out", "steps", "as_json"))
-    flags = {k: v for k, v in options.items() if k != "config" and v is not None}
-    finding = find_lr(data, out=out, steps=steps, config=options.get("config"), **flags)
+    finding = find_lr(data, out=out, steps=steps, config=config, **settings)
     if as_json:
         _echo_json({k: v for k, v in finding.items() if k not in ("lrs", "losses")})
         return
     typer.echo(f"plot: {finding['plot']}", err=True)
     typer.echo(f"suggested learning rate: {finding['suggestion']:.3g} (train with --lr {finding['suggestion']:.3g})")
-
-
-def _lr_find_signature() -> inspect.Signature:
-    """train's DATA and options (same names and help), --out for the plot, --steps and --json."""
-    params = [p for name, p in inspect.signature(train, eval_str=True).parameters.items()
-              if name not in ("resume", "out")]
-    params += [
-        inspect.Parameter("out", inspect.Parameter.KEYWORD_ONLY, annotation=Path,
-                          default=typer.Option(Path("."), "--out", help="Folder for lr_find.png and lr_find.json.")),
-        inspect.Parameter("steps", inspect.Parameter.KEYWORD_ONLY, annotation=int,
-                          default=typer.Option(50, min=10, help="Batches of the range test.")),
-        inspect.Parameter("as_json", inspect.Parameter.KEYWORD_ONLY, annotation=bool,
-                          default=typer.Option(False, "--json", help="Print the suggestion as JSON on stdout.")),
-    ]
-    return inspect.Signature([p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in params])
-
-
-lr_find_command.__signature__ = _lr_find_signature()  # type: ignore[attr-defined]
-lr_find_command.__annotations__ = {p.name: p.annotation for p in lr_find_command.__signature__.parameters.values()}
-app.command("lr-find")(lr_find_command)
 
 
 # evaluate ---------------------------------------------------------------------------------------
@@ -392,8 +300,9 @@ def serve(
     from imgcls.api import Classifier
 
     _setup_logging()
-    Classifier.load(model, device=device, reject_rate=_reject_rate(reject_rate, no_reject)).serve(host=host, port=port, max_upload_mb=max_upload_mb,
-                                                max_files=max_files, max_batch=max_batch, max_wait_ms=max_wait_ms)
+    classifier = Classifier.load(model, device=device, reject_rate=_reject_rate(reject_rate, no_reject))
+    classifier.serve(host=host, port=port, max_upload_mb=max_upload_mb, max_files=max_files, max_batch=max_batch,
+                     max_wait_ms=max_wait_ms)
 
 
 # split ------------------------------------------------------------------------------------------
@@ -423,10 +332,11 @@ def doctor(
     workers: Optional[int] = typer.Option(None, min=1, help="Processes decoding files (by machine)."),
 ) -> None:
     """Check a data folder before training: broken files, odd images, empty classes, duplicates, leaks."""
-    from imgcls.data.doctor import diagnose, format_report
+    from imgcls.api import doctor as check_data
+    from imgcls.data.doctor import format_report
 
     _setup_logging()
-    report = diagnose(data, progress=_progress("doctor"), workers=workers)
+    report = check_data(data, progress=_progress("doctor"), workers=workers)
     if as_json:
         _echo_json(report.to_dict())
     else:
@@ -434,30 +344,26 @@ def doctor(
 
 
 # bench ------------------------------------------------------------------------------------------
+BENCH_SETTINGS = ("model", "strategy", "pretrained", "weights", "batch_size", "workers", "cache", "img_size",
+                  "precision")
+
+
 @app.command()
+@with_train_options(only=BENCH_SETTINGS)
 def bench(
     data: str = typer.Argument(..., help="Training data, as for `imgcls train`."),
-    model: Optional[str] = typer.Option(None, help="Model to measure (efficientnet_lite0)."),
     as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON on stdout."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML train settings to measure with."),
-    batch_size: Optional[int] = typer.Option(None, help="Images per batch (32)."),
-    workers: Optional[int] = typer.Option(None, help="Data loader processes (by machine)."),
-    cache: Optional[str] = typer.Option(None, help="Decoded-image cache: auto | on | off."),
-    img_size: Optional[int] = typer.Option(None, help="Input size in pixels (the model's own)."),
-    precision: Optional[str] = typer.Option(None, help="32 | 16-mixed | bf16-mixed."),
-    strategy: Optional[str] = typer.Option(None, help="As for train (decides which parameters train)."),
-    pretrained: Optional[bool] = typer.Option(None, "--pretrained/--no-pretrained", help="As for train."),
     batches: int = typer.Option(4, min=1, help="Loader batches to time (after the first)."),
     steps: int = typer.Option(2, min=1, help="Training steps to time (after a warm-up step)."),
+    **settings: Any,
 ) -> None:
     """Input pipeline vs model throughput: which one bounds training, and what to change."""
-    from imgcls.training.bench import bench as run_bench, describe
+    from imgcls.api import bench as measure
+    from imgcls.training.bench import describe
 
     _setup_logging()
-    options = {k: v for k, v in dict(batch_size=batch_size, workers=workers, cache=cache, img_size=img_size,
-                                     precision=precision, strategy=strategy, pretrained=pretrained).items()
-               if v is not None}
-    result = run_bench(data, model, batches=batches, steps=steps, config_file=config, **options)
+    result = measure(data, batches=batches, steps=steps, config=config, **settings)
     if as_json:
         _echo_json(result)
     else:
@@ -472,9 +378,10 @@ def models_command(
     as_json: bool = typer.Option(False, "--json", help="Print the list as JSON on stdout."),
 ) -> None:
     """List the models --model takes, marking those with pretrained weights available offline."""
-    from imgcls.models.catalog import format_table, list_models
+    from imgcls.api import list_models
+    from imgcls.models.catalog import format_table
 
-    entries = list_models(pattern, offline_only=offline)
+    entries = list_models(pattern, offline=offline)
     if as_json:
         _echo_json([e.to_dict() for e in entries])
         return
@@ -482,6 +389,7 @@ def models_command(
 
 
 def main() -> None:
+    tune_process()  # before torch loads; a command owns its process, a library user opts in
     try:
         app()
     except ImgclsError as exc:

@@ -7,8 +7,9 @@ and the run's ``config.yaml`` records every value actually used, so it reruns th
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -17,58 +18,100 @@ from imgcls.errors import ConfigError, close_matches
 
 Strategy = Literal["scratch", "feature-extraction", "finetune", "staged"]
 STRATEGY_ALIASES = {"linear-probe": "feature-extraction", "fine-tune": "finetune", "fine-tuning": "finetune"}
+LoggerName = Literal["tensorboard", "csv", "wandb", "mlflow"]
+LOGGERS: tuple[str, ...] = get_args(LoggerName)
+DEFAULT_LOGGERS = ["tensorboard", "csv"]
+
+
+def logger_names(value: Any) -> list[str]:
+    """``"tensorboard,mlflow"``, ``["csv", "wandb"]`` or ``"none"`` -> validated names, in order, once each.
+    Whether a logger's package is installed is checked when training starts, not here: a run recorded with
+    ``logger: [mlflow]`` stays readable on a machine without mlflow."""
+    if value is None:
+        return list(DEFAULT_LOGGERS)
+    items: Iterable[Any] = [value] if isinstance(value, str) else value
+    names: list[str] = []
+    for item in items:
+        for name in str(item).split(","):
+            name = name.strip().lower()
+            if not name or name == "none" or name in names:
+                continue
+            if name not in LOGGERS:
+                raise ValueError(f"unknown logger {name!r}; choose from {', '.join(LOGGERS)} (or none)")
+            names.append(name)
+    return names
 
 
 class TrainConfig(BaseModel):
-    """Every setting of ``imgcls train``; field names are the flag names in snake_case."""
+    """Every setting of ``imgcls train``: each field is a flag (``batch_size`` -> ``--batch-size``) whose help is
+    its ``description``; the options of the CLI are generated from these fields (:mod:`imgcls.cli_options`)."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-    data: str | None = None
-    model: str = "efficientnet_lite0"
-    strategy: Strategy | None = None
-    weights: str | None = None
-    pretrained: bool = True
-    epochs: int = Field(10, ge=1, le=100_000)
-    batch_size: int = Field(32, ge=1)
-    lr: float | Literal["auto"] | None = None  # auto: the learning-rate finder picks it (imgcls lr-find)
-    weight_decay: float = Field(0.01, ge=0)
-    img_size: int | None = Field(None, ge=8, le=4096)
-    optimizer: Literal["adamw", "sgd", "adam"] = "adamw"
-    momentum: float = Field(0.9, ge=0, lt=1)
-    scheduler: Literal["cosine", "step", "plateau", "none", "onecycle"] = "cosine"
-    warmup_epochs: int = Field(0, ge=0)
-    label_smoothing: float = Field(0.0, ge=0, lt=1)
-    mixup: float = Field(0.0, ge=0, description="Mixup alpha; 0 turns it off")
-    cutmix: float = Field(0.0, ge=0, description="CutMix alpha; 0 turns it off")
-    balance: Literal["none", "sampler", "loss"] = "none"
-    patience: int | None = Field(None, ge=1, description="early stopping after this many epochs without improvement")
-    seed: int = 42
-    precision: Literal["32", "16-mixed", "bf16-mixed"] | None = None
-    devices: int = Field(1, ge=1)
-    num_nodes: int = Field(1, ge=1)
-    workers: int | None = Field(None, ge=0)
-    val_split: float = Field(0.2, gt=0, lt=1)
-    augment: Literal["standard", "light", "none", "translate"] | None = None
-    hflip: bool = True
-    head_epochs: int | None = Field(None, ge=1, description="staged: epochs of stage 1 (head on cached features)")
-    layer_decay: float | None = Field(None, gt=0, le=1, description="lr factor per layer towards the input; 1 = off")
-    cache_features: bool = Field(True, description="feature extraction: run the frozen backbone once, train on cache")
-    cifar_stem: bool = Field(False, description="ResNets: 3x3 stride-1 first conv, no max-pool, for tiny images")
-    cache: Literal["auto", "on", "off"] = Field("auto", description="decoded-image cache for large image files")
-    out: str = "runs"
-    name: str | None = None
-    # conveniences (issue 8): tracking, weight averaging, accumulation, clipping
-    logger: list[str] = Field(default_factory=lambda: ["tensorboard", "csv"],
-                              description="tensorboard, csv, wandb, mlflow (comma list or repeated); none = no logger")
+    data: str | None = Field(None, description="Folder with train/ and val/, a folder of class folders, a folder "
+                                               "with labels.csv (multi-label), or cifar10[:PATH]")
+    task: Literal["single", "multilabel"] | None = Field(
+        None, description="single: one class per image (class folders); multilabel: any number of labels per "
+                          "image (labels.csv) (detected from the data)")
+    model: str = Field("efficientnet_lite0", description="timm name, hf:DIR or hf:ORG/NAME (transformers), "
+                       "small_cnn/cifar_cnn/resnet_cifar; `imgcls models` lists them (efficientnet_lite0, "
+                       "ImageNet weights offline)")
+    strategy: Strategy | None = Field(None, description="Training strategy; linear-probe = feature-extraction "
+                                      "(feature-extraction when pretrained, else scratch)")
+    weights: str | None = Field(None, description="Local pretrained weights file (.pt/.pth state dict)")
+    pretrained: bool = Field(True, description="Start from pretrained weights (yes when available)")
+    epochs: int = Field(10, ge=1, le=100_000, description="Epochs")
+    batch_size: int = Field(32, ge=1, description="Images per batch")
+    lr: float | Literal["auto"] | None = Field(None, description="Learning rate, or auto: lr-find picks it (by "
+                                                "strategy and optimizer)")
+    weight_decay: float = Field(0.01, ge=0, description="Weight decay")
+    img_size: int | None = Field(None, ge=8, le=4096, description="Input size in pixels (the model's own; scratch "
+                                 "nets: the data's)")
+    optimizer: Literal["adamw", "sgd", "adam"] = Field("adamw", description="Optimizer")
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum")
+    scheduler: Literal["cosine", "step", "plateau", "none", "onecycle"] = Field(
+        "cosine", description="Learning-rate schedule")
+    warmup_epochs: int = Field(0, ge=0, description="Linear warm-up epochs")
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="Label smoothing")
+    mixup: float = Field(0.0, ge=0, description="Mixup alpha, 0 = off")
+    cutmix: float = Field(0.0, ge=0, description="CutMix alpha, 0 = off")
+    balance: Literal["none", "sampler", "loss"] = Field("none", description="Class imbalance")
+    patience: int | None = Field(None, ge=1, description="Stop after this many epochs without a better val accuracy "
+                                 "(off)")
+    seed: int = Field(42, description="Random seed")
+    precision: Literal["32", "16-mixed", "bf16-mixed"] | None = Field(None, description="Numeric precision "
+                                                                      "(bf16/16 on GPU, 32 on CPU)")
+    devices: int = Field(1, ge=1, description="Processes/GPUs on this machine")
+    num_nodes: int = Field(1, ge=1, description="Machines")
+    workers: int | None = Field(None, ge=0, description="Data loader processes (by machine)")
+    val_split: float = Field(0.2, gt=0, lt=1, description="Validation share when imgcls splits DATA")
+    augment: Literal["standard", "light", "none", "translate"] | None = Field(
+        None, description="Augmentation (standard for fine-tuning, else light)")
+    hflip: bool = Field(True, description="Random horizontal flips")
+    head_epochs: int | None = Field(None, ge=1, description="staged: epochs of stage 1, the head on cached features "
+                                    "(half of --epochs)")
+    layer_decay: float | None = Field(None, gt=0, le=1, description="Fine-tuning: lr factor per layer towards the "
+                                      "input, 1 = off (0.85)")
+    cache_features: bool = Field(True, description="Feature extraction: run the frozen backbone once and train the "
+                                 "head on cached features")
+    cifar_stem: bool = Field(False, description="ResNets: 3x3 first conv, no max-pool, for tiny images")
+    cache: Literal["auto", "on", "off"] = Field("auto", description="Decoded-image cache (auto: on for large image "
+                                                "files)")
+    out: str = Field("runs", description="Folder for run directories")
+    name: str | None = Field(None, description="Run name (MODEL-STRATEGY; -2, -3... when taken)")
+    logger: list[LoggerName] = Field(default_factory=lambda: list(DEFAULT_LOGGERS),
+                                     description="Experiment loggers, repeated or comma-separated; none turns "
+                                                 "them off")
     experiment: str | None = Field(None, description="MLflow experiment / wandb project (imgcls)")
-    tracking_uri: str | None = Field(None, description="MLflow tracking URI (default: RUN/logs/mlruns file store)")
-    ema: bool = Field(False, description="keep an exponential moving average of the weights (timm ModelEmaV3)")
-    ema_decay: float = Field(0.999, gt=0, lt=1)
-    accumulate: int = Field(1, ge=1, description="batches whose gradients add up before each optimizer step")
-    grad_clip: float | None = Field(None, gt=0, description="clip the gradient norm to this value")
-    calibrate: bool = Field(True, description="after training, fit a temperature on val so the scores are "
-                                              "calibrated (stored in best.pt and every export)")
+    tracking_uri: str | None = Field(None, description="MLflow tracking URI ($MLFLOW_TRACKING_URI, else a file "
+                                     "store in RUN/logs/mlruns)")
+    ema: bool = Field(False, description="Also keep an exponential moving average of the weights; checkpoints hold "
+                      "whichever validates better")
+    ema_decay: float = Field(0.999, gt=0, lt=1, description="EMA decay, reached after a warm-up")
+    accumulate: int = Field(1, ge=1, description="Batches whose gradients add up before each optimizer step")
+    grad_clip: float | None = Field(None, gt=0, description="Clip the gradient norm to this value (off)")
+    calibrate: bool = Field(True, description="After training, fit a temperature on val so scores are calibrated, "
+                            "in best.pt and every export")
 
     @field_validator("strategy", mode="before")
     @classmethod
@@ -99,8 +142,6 @@ class TrainConfig(BaseModel):
     @field_validator("logger", mode="before")
     @classmethod
     def _logger_names(cls, value: Any) -> Any:
-        from imgcls.training.tracking import logger_names
-
         return logger_names(value)
 
     @field_validator("precision", mode="before")

@@ -1,4 +1,4 @@
-"""The run directory: the only thing the stages share (see PRODUCT.md).
+"""The run directory: the only thing the stages share (docs/run-directory.md).
 
 Training writes it; evaluate, predict, export, serve and compare read it. Files are written
 atomically (temp file + rename) so a killed process never leaves half a file behind.

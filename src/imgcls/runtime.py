@@ -1,8 +1,9 @@
-"""Process settings for fast CPU work, applied once when imgcls is imported (before torch loads).
+"""Process settings for fast CPU work: :func:`tune_process`, which the ``imgcls`` command applies first thing.
 
 Both are standard CPU-inference advice (Intel's and PyTorch's CPU performance guides) that a
-tutorial loop never applies; each keeps a value the user set. ``IMGCLS_NO_TUNING=1`` applies neither
-(the benchmarks' plain recipes import imgcls only for its weight loader and must run untuned).
+tutorial loop never applies; each keeps a value the user set. They change the whole process, so
+importing imgcls as a library applies neither: call ``imgcls.runtime.tune_process()`` before torch is
+imported to get them. ``IMGCLS_NO_TUNING=1`` makes :func:`tune_process` apply neither.
 """
 
 from __future__ import annotations
@@ -59,3 +60,10 @@ def keep_freed_memory() -> bool:
     except (OSError, AttributeError):  # not glibc (macOS, Windows, musl without mallopt)
         return False
     return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**30))
+
+
+def tune_process() -> None:
+    """Passive OpenMP threads and a malloc that keeps freed memory, for this process (and the processes it
+    starts). Call it before torch is first imported; the ``imgcls`` command does."""
+    set_passive_openmp()
+    keep_freed_memory()

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from imgcls.data.doctor import KINDS, diagnose, format_report
-from tests.conftest import make_class_tree, make_train_val, run_cli
-from tests.data.conftest import messy_module as planted
+from tests.helpers import make_class_tree, make_train_val, messy_example, run_cli
+
+planted = messy_example()
 
 
 def _relative(path: str, root: Path) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 from datetime import timedelta
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,9 +13,9 @@ from PIL import Image
 
 from imgcls.data.images import ImageLoadError, load_image, open_image
 from imgcls.data.presets import EvalPreset, Preprocess
+from tests.helpers import ANTS_BEES, messy_example
 
-REPO = Path(__file__).resolve().parents[2]
-PHOTO = REPO / "examples" / "ants_bees" / "train" / "ants" / "0013035.jpg"
+PHOTO = ANTS_BEES / "train" / "ants" / "0013035.jpg"
 
 
 def encode(image: Image.Image, fmt: str, **options) -> bytes:  # noqa: ANN003
@@ -117,7 +116,7 @@ def test_broken_files_raise_image_load_error_with_kind(data, kind):
 
 
 def test_decompression_bomb_is_refused_from_the_header_alone():
-    from examples_messy import bomb_png
+    bomb_png = messy_example().bomb_png
 
     with pytest.raises(ImageLoadError) as info:
         open_image(bomb_png())

@@ -1,18 +1,17 @@
-"""The three DATA forms of PRODUCT.md resolve to the right classes, splits and samples."""
+"""The three DATA forms resolve to the right classes, splits and samples."""
 
 from __future__ import annotations
 
 import pickle
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 from imgcls.data.presets import EvalPreset, Preprocess
 from imgcls.data.source import resolve_data
 from imgcls.errors import DataError
-from tests.conftest import make_class_tree
+from tests.helpers import make_class_tree, write_cifar_batches
 
 
 def test_train_val_tree(tiny_data: Path) -> None:
@@ -81,19 +80,8 @@ def test_korean_class_names(tmp_path: Path) -> None:
     assert source.classes == ["개미", "벌"]
 
 
-def _write_cifar_batches(folder: Path, per_batch: int = 20) -> None:
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for name in ("data_batch_1", "data_batch_2", "test_batch"):
-        batch = {b"data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8),
-                 b"labels": [int(i % 10) for i in range(per_batch)], b"batch_label": name.encode()}
-        (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
-    names = [n.encode() for n in ("plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")]
-    (folder / "batches.meta").write_bytes(pickle.dumps({b"label_names": names}, protocol=2))
-
-
 def test_cifar10_python_batches(tmp_path: Path) -> None:
-    _write_cifar_batches(tmp_path / "cifar-10-batches-py")
+    write_cifar_batches(tmp_path / "cifar-10-batches-py")
     source = resolve_data(f"cifar10:{tmp_path}")
     assert source.kind == "cifar10"
     assert source.classes[:2] == ["plane", "car"]
@@ -108,7 +96,7 @@ class _Exploit:
 
 
 def test_cifar10_batch_that_would_run_code_is_refused(tmp_path: Path) -> None:
-    _write_cifar_batches(tmp_path / "cifar-10-batches-py")
+    write_cifar_batches(tmp_path / "cifar-10-batches-py")
     marker = Path("/tmp/imgcls-cifar-exploit-ran")
     marker.unlink(missing_ok=True)
     (tmp_path / "cifar-10-batches-py" / "test_batch").write_bytes(pickle.dumps({b"data": _Exploit()}))

@@ -1,4 +1,4 @@
-"""``imgcls evaluate``: JSON per PRODUCT.md, consistent with itself, a report for any split."""
+"""``imgcls evaluate``: JSON as docs/output.md gives it, consistent with itself, a report for any split."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 
 from imgcls import Classifier
 from imgcls.evaluation.evaluate import default_report_dir
-from tests.conftest import make_class_tree, run_cli
+from tests.helpers import make_class_tree, run_cli
 
 
 def test_evaluate_json_is_the_contract_and_consistent_with_itself(tiny_run: Path) -> None:

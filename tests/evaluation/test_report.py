@@ -20,7 +20,7 @@ from imgcls.evaluation.metrics import classification_metrics
 from imgcls.evaluation.report import write_report
 from imgcls.rundir import RunDir
 from imgcls.training.fit import train
-from tests.conftest import make_class_tree
+from tests.helpers import make_class_tree
 
 EXTERNAL = re.compile(r"""(?:src|href|url)\s*[=(]\s*(?!['"]?(?:data:|#))""", re.IGNORECASE)
 

@@ -14,7 +14,7 @@ from imgcls.errors import ExportError
 from imgcls.export.exporter import export_model
 from imgcls.inference.predictor import Predictor
 from imgcls.models.checkpoint import load_checkpoint
-from tests.conftest import REPO, run_cli
+from tests.helpers import REPO, run_cli
 
 FORMATS = {"onnx": "best.onnx", "torchscript": "best.ts"}
 

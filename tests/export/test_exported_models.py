@@ -9,7 +9,7 @@ import pytest
 from imgcls import Classifier
 from imgcls.errors import CheckpointError
 from imgcls.inference.predictor import Predictor
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 
 
 @pytest.mark.parametrize("name", ["best.onnx", "best.ts"])

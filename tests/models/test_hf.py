@@ -17,7 +17,7 @@ from imgcls.errors import ModelError  # noqa: E402
 from imgcls.models.checkpoint import load_checkpoint  # noqa: E402
 from imgcls.models.factory import build_model, create_model, resolve_arch  # noqa: E402
 from imgcls.models.hf import processor_preprocess  # noqa: E402
-from tests.test_errors import run_main  # noqa: E402
+from tests.helpers import run_main  # noqa: E402
 
 
 def save_tiny_vit(folder: Path, labels: int = 5) -> Path:

@@ -9,8 +9,7 @@ import yaml
 
 from imgcls.data.presets import Preprocess, train_steps
 from imgcls.models.onecycle import one_cycle
-from tests.conftest import REPO
-from tests.data.test_source import _write_cifar_batches
+from tests.helpers import REPO, write_cifar_batches
 
 PRESET = REPO / "configs" / "cifar10-fast.yaml"
 
@@ -19,7 +18,7 @@ def test_preset_trains_on_cifar_batches(tmp_path: Path) -> None:
     from imgcls.config import load_train_config
     from imgcls.training.fit import train
 
-    _write_cifar_batches(tmp_path / "cifar-10-batches-py", per_batch=16)
+    write_cifar_batches(tmp_path / "cifar-10-batches-py", per_batch=16)
     # The preset as written, but 3 epochs of 2 steps: CPU-sized.
     config = load_train_config(PRESET, data=f"cifar10:{tmp_path}", epochs=3, batch_size=16, workers=0,
                                out=str(tmp_path / "runs"))

@@ -18,6 +18,7 @@ from imgcls.models.factory import create_model
 from imgcls.training import features as features_module
 from imgcls.training.features import cached_features, embed, supports_cached_features
 from imgcls.training.fit import train
+from tests.helpers import make_train_val
 
 
 @pytest.mark.parametrize("name", ["test_efficientnet", "test_resnet", "test_vit", "test_convnext",
@@ -74,7 +75,6 @@ def _split_features(data: Path, model: torch.nn.Module, preprocess, **kwargs):  
 
 def test_features_are_cached_and_reused_until_data_model_or_preprocessing_change(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tests.conftest import make_train_val
 
     data = make_train_val(tmp_path / "data", ["a", "b"], train=4, val=3)
     monkeypatch.setenv("IMGCLS_CACHE", str(tmp_path / "cache"))
@@ -112,7 +112,6 @@ def test_features_are_cached_and_reused_until_data_model_or_preprocessing_change
 
 def test_a_damaged_cache_entry_is_extracted_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                   caplog: pytest.LogCaptureFixture) -> None:
-    from tests.conftest import make_train_val
 
     data = make_train_val(tmp_path / "data", ["a", "b"], train=2, val=2)
     monkeypatch.setenv("IMGCLS_CACHE", str(tmp_path / "cache"))

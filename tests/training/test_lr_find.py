@@ -13,7 +13,7 @@ from imgcls.config import load_train_config
 from imgcls.data.source import resolve_data
 from imgcls.models.factory import create_model
 from imgcls.training.lr_find import MAX_LR, MIN_LR, find_lr, steepest_descent
-from tests.test_errors import run_main
+from tests.helpers import run_main
 
 
 def test_suggestion_is_the_steepest_fall_per_decade_before_the_minimum() -> None:

@@ -1,4 +1,4 @@
-"""Each recipe flag of PRODUCT.md acts: schedules, warm-up, layer decay, Mixup/CutMix, label smoothing,
+"""Each recipe flag acts: schedules, warm-up, layer decay, Mixup/CutMix, label smoothing,
 class balance, early stopping, precision and seeding."""
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ import torch
 from imgcls.config import load_train_config
 from imgcls.errors import TrainingInterrupted
 from imgcls.training.fit import resume, train
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 
 
 class InterruptAt(pl.Callback):

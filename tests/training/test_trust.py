@@ -19,7 +19,7 @@ from imgcls.inference.predictor import Predictor
 from imgcls.models.checkpoint import load_checkpoint
 from imgcls.rundir import RunDir
 from imgcls.training.trust import fit_trust
-from tests.conftest import REPO, run_cli
+from tests.helpers import REPO, run_cli
 
 OOD_EXAMPLES = REPO / "examples" / "ood"
 

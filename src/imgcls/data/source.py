@@ -1,4 +1,4 @@
-"""The three forms of DATA (PRODUCT.md), resolved into one :class:`DataSource`.
+"""The three forms of DATA (README: Data), resolved into one :class:`DataSource`.
 
 - ``DIR`` with ``train/`` and ``val/`` (optional ``test/``) class-folder trees;
 - ``DIR`` of class folders only: split into train/val, stratified and seeded, recorded in split.json;

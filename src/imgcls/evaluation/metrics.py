@@ -1,4 +1,4 @@
-"""Classification metrics in the shape of ``imgcls evaluate --json`` (PRODUCT.md)."""
+"""Classification metrics in the shape of ``imgcls evaluate --json`` (docs/output.md)."""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ from imgcls.models.hf import (build_hf_model, check_hf_name, create_hf_model, hf
 from imgcls.models.scratch import SCRATCH_MODELS
 from imgcls.models.weights import OFFLINE_WEIGHTS, load_weights_file
 
-# Names imgcls gives to timm architectures. PRODUCT.md: our default efficientnet_lite0 is timm's
+# Names imgcls gives to timm architectures. The default efficientnet_lite0 is timm's
 # tf_efficientnet_lite0 (TF "same" padding), whose ImageNet weights ship offline.
 MODEL_ALIASES = {"efficientnet_lite0": "tf_efficientnet_lite0"}
 

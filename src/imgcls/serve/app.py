@@ -1,4 +1,4 @@
-"""The HTTP API (PRODUCT.md, Serving): ``GET /health``, ``POST /predict``, ``GET /`` and ``GET /docs``.
+"""The HTTP API (docs/output.md): ``GET /health``, ``POST /predict``, ``GET /`` and ``GET /docs``.
 
 Every error answer is JSON ``{"error": ...}`` with a 4xx status for the client's mistakes (not an
 image, empty, too large, missing field) and 500 for bugs; no request can stop the server. Uploads

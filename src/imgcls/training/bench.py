@@ -136,12 +136,11 @@ def advice(config: TrainConfig, data: dict[str, Any], model: dict[str, Any], ima
     return tips
 
 
-def bench(data: str, model: str | None = None, *, batches: int = 4, steps: int = 2, config_file: Any = None,
-          **options: Any) -> dict[str, Any]:
-    """``{"data", "model", "bound", "advice"}`` for training ``model`` on ``data`` with ``options``."""
+def bench(data: str, *, batches: int = 4, steps: int = 2, config_file: Any = None, **options: Any) -> dict[str, Any]:
+    """``{"data", "model", "bound", "advice"}`` for training on ``data`` with ``options`` (train settings)."""
     from imgcls.training.fit import prepare
 
-    config, source, created = prepare(load_train_config(config_file, data=str(data), model=model, **options),
+    config, source, created = prepare(load_train_config(config_file, data=str(data), **options),
                                       verb="bench")
     log.info("bench: %s on %s, batch %d, %d loader workers, precision %s", config.model, source.spec,
              config.batch_size, config.workers, config.precision)

@@ -1,7 +1,7 @@
 """Experiment tracking: ``--logger tensorboard,csv,wandb,mlflow`` -> Lightning loggers.
 
 Every logger gets the run's settings (config.yaml) as hyper-parameters and the per-epoch metrics;
-the run directory of PRODUCT.md is unchanged (loggers write under ``RUN/logs/``).
+the run directory (docs/run-directory.md) is unchanged (loggers write under ``RUN/logs/``).
 
 - tensorboard, csv (default): ``RUN/logs/tensorboard``, ``RUN/logs/csv``.
 - mlflow: tracking URI from ``--tracking-uri``, else ``$MLFLOW_TRACKING_URI``, else a local file store
@@ -15,39 +15,26 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from imgcls.config import logger_names
+from imgcls.errors import ConfigError
 
 if TYPE_CHECKING:
     from lightning.pytorch.loggers import Logger
 
     from imgcls.rundir import RunDir
 
-LOGGERS = ("tensorboard", "csv", "wandb", "mlflow")
-DEFAULT_LOGGERS = ["tensorboard", "csv"]
 EXTRAS = {"wandb": ("wandb", "imgcls[wandb]"), "mlflow": ("mlflow", "imgcls[mlflow]")}
 DEFAULT_EXPERIMENT = "imgcls"
 
 
-def logger_names(value: Any) -> list[str]:
-    """``"tensorboard,mlflow"``, ``["csv", "wandb"]`` or ``"none"`` -> validated names, in order, once each."""
-    if value is None:
-        return list(DEFAULT_LOGGERS)
-    items: Iterable[Any] = [value] if isinstance(value, str) else value
-    names: list[str] = []
-    for item in items:
-        for name in str(item).split(","):
-            name = name.strip().lower()
-            if not name or name == "none" or name in names:
-                continue
-            if name not in LOGGERS:
-                raise ValueError(f"unknown logger {name!r}; choose from {', '.join(LOGGERS)} (or none)")
-            module, extra = EXTRAS.get(name, (None, None))
-            if module and importlib.util.find_spec(module) is None:
-                raise ValueError(f"--logger {name} needs the {module} package; install it: pip install '{extra}'")
-            names.append(name)
-    return names
+def check_loggers_installed(names: list[str]) -> None:
+    """A logger whose package is missing fails when training starts, with the command that installs it."""
+    for name in names:
+        module, extra = EXTRAS.get(name, (None, None))
+        if module and importlib.util.find_spec(module) is None:
+            raise ConfigError(f"--logger {name} needs the {module} package; install it: pip install '{extra}'")
 
 
 def _mlflow_logger(run: RunDir, experiment: str, tracking_uri: str | None) -> Logger:
@@ -97,6 +84,7 @@ def make_loggers(config: Any, run: RunDir) -> list[Logger]:
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
     names = logger_names(getattr(config, "logger", None))
+    check_loggers_installed(names)
     experiment = getattr(config, "experiment", None) or DEFAULT_EXPERIMENT
     loggers: list[Logger] = []
     for name in names:

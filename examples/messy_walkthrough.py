@@ -1,6 +1,6 @@
-"""Issue 6's "Done when", as a new user would try it: build the messy folder, then doctor, train, predict.
+"""A messy photo folder, as a new user would try it: build the messy folder, then doctor, train, predict.
 
-    python examples/messy_done_when.py [--epochs 4] [--work /tmp/messy-demo]
+    python examples/messy_walkthrough.py [--epochs 4] [--work /tmp/messy-demo]
 
 Checks: doctor names every broken file, the leaks and the empty class; train skips and names the
 broken files and reaches val accuracy >= 0.85 (efficientnet_lite0, feature extraction); predict reads
