@@ -1,4 +1,4 @@
-"""Folder prediction throughput: imgcls (torch and onnx backends) vs a per-image loop as the seeds write it.
+"""Folder prediction throughput: imgcls (torch, onnx and openvino backends) vs a per-image loop as the seeds write it.
 
     python benchmarks/predict_folder.py [--model RUN] [--images DIR] [--repeat 2]
 
@@ -109,19 +109,21 @@ def main() -> None:
     classifier = Classifier.load(run)
     checkpoint = classifier.predictor.source
     methods = {"per-image loop (seeds)": ("loop", checkpoint), "imgcls torch": ("torch", checkpoint),
-               "imgcls onnx": ("onnx", classifier.export("onnx", out=work / "model.onnx")["path"])}
+               "imgcls onnx": ("onnx", classifier.export("onnx", out=work / "model.onnx")["path"]),
+               "imgcls openvino": ("openvino", classifier.export("openvino", out=work / "model.xml")["path"])}
     if args.int8:
         methods["imgcls onnx int8"] = ("onnx", classifier.export("onnx", quantize="int8",
                                                                  out=work / "model.int8.onnx")["path"])
     print(f"model {checkpoint} ({classifier.predictor.info.get('arch')}), images from {args.images}, "
           f"batch {args.batch_size}, best of {args.repeat}; each method in its own process, the loop untuned")
     results = {name: in_child(method, Path(path), args) for name, (method, path) in methods.items()}
-    base = results["per-image loop (seeds)"]
-    print(f"\n{'method':28} {'seconds':>8} {'images/s':>9} {'speed-up':>9} {'same top-1':>11}")
+    base, torch_labels = results["per-image loop (seeds)"], results["imgcls torch"]["labels"]
+    print(f"\n{'method':28} {'seconds':>8} {'images/s':>9} {'speed-up':>9} {'same top-1':>11} {'as torch':>9}")
     for name, result in results.items():
         same = sum(a == b for a, b in zip(result["labels"], base["labels"])) / result["images"]
+        as_torch = sum(a == b for a, b in zip(result["labels"], torch_labels)) / result["images"]
         print(f"{name:28} {result['seconds']:8.2f} {result['images'] / result['seconds']:9.1f} "
-              f"{base['seconds'] / result['seconds']:8.1f}x {same:10.1%}")
+              f"{base['seconds'] / result['seconds']:8.1f}x {same:10.1%} {as_torch:8.1%}")
 
 
 if __name__ == "__main__":

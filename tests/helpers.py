@@ -97,3 +97,17 @@ def run_main(*argv: object) -> tuple[int, str, str]:
 def messy_example() -> SimpleNamespace:
     """examples/make_messy_data.py's names (make_messy, BROKEN, ODD, bomb_png...), run once."""
     return SimpleNamespace(**runpy.run_path(str(REPO / "examples" / "make_messy_data.py")))
+
+
+def save_tiny_vit(folder: Path, labels: int = 5) -> Path:
+    """A 2-layer ViT for 32-pixel images, saved the way transformers users save models."""
+    import torch
+    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
+
+    torch.manual_seed(0)
+    config = ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                       intermediate_size=64, num_labels=labels)
+    ViTForImageClassification(config).save_pretrained(folder)
+    ViTImageProcessor(size={"height": 32, "width": 32}, image_mean=[0.4, 0.5, 0.6], image_std=[0.2, 0.25, 0.3],
+                      resample=3).save_pretrained(folder)
+    return folder

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import warnings
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,7 @@ def bad(tmp_path_factory: pytest.TempPathFactory, tiny_run: Path) -> Path:
         (root / "text_only" / name / "x.jpg").write_text("not a photo")
     make_train_val(root / "other_classes", ["x", "y"], train=2, val=2)
     (root / "notes.txt").write_text("hello")
+    _foreign_models(root)
     for name in ("evil_run", "damaged_config", "bad_config_value"):
         shutil.copytree(tiny_run, root / name)
     for checkpoint in ("best.pt", "last.pt"):
@@ -58,6 +60,27 @@ def bad(tmp_path_factory: pytest.TempPathFactory, tiny_run: Path) -> Path:
     config = (root / "bad_config_value" / "config.yaml").read_text()
     (root / "bad_config_value" / "config.yaml").write_text(config.replace("epochs: 6", "epochs: -6"))
     return root
+
+
+def _foreign_models(root: Path) -> None:
+    """A Hugging Face folder not written by imgcls; .xml files that are no OpenVINO model, lack their .bin,
+    or have it cut short; a folder of someone else's files as an export destination."""
+    import openvino as ov
+    import torch
+
+    (root / "hf_foreign").mkdir()
+    (root / "hf_foreign" / "config.json").write_text('{"model_type": "vit", "num_labels": 2}')
+    (root / "page.xml").write_text("<html><body>not a model</body></html>")
+    (root / "page.bin").write_bytes(b"")
+    (root / "lonely.xml").write_text('<?xml version="1.0"?>\n<net name="x" version="11"></net>\n')
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the converter's tracing deprecation notices
+        converted = ov.convert_model(torch.nn.Conv2d(3, 4, 3), example_input=torch.zeros(1, 3, 8, 8))
+    ov.save_model(converted, str(root / "truncated.xml"), compress_to_fp16=False)
+    weights = (root / "truncated.bin").read_bytes()
+    (root / "truncated.bin").write_bytes(weights[: len(weights) // 2])
+    (root / "someone_elses").mkdir()
+    (root / "someone_elses" / "thesis.tex").write_text("\\documentclass{article}")
 
 
 T = "{tiny_run}"
@@ -110,6 +133,15 @@ CASES = [
     (["evaluate", T, "--split", "train"], "--split must be val or test"),
     (["predict", "{bad}/evil.pt", "{bad}/notes.txt"], "would call posix.system"),
     (["predict", T, "{bad}/missing.jpg"], "image or folder not found"),
+    (["predict", "{bad}/hf_foreign", "{bad}/notes.txt"], "Hugging Face folder without imgcls metadata"),
+    (["predict", "{bad}/page.xml", "{bad}/notes.txt"], "is not an OpenVINO model"),
+    (["predict", "{bad}/lonely.xml", "{bad}/notes.txt"], "lonely.bin is missing"),
+    (["predict", "{bad}/truncated.xml", "{bad}/notes.txt"], "Incorrect weights"),
+    (["export", "{bad}/hf_foreign", "--format", "onnx"], "Hugging Face folder without imgcls metadata"),
+    (["export", "{bad}/page.xml", "--format", "hf"], "is not an OpenVINO model"),
+    (["export", T, "--format", "hf", "--out", "{bad}/hf_out"], "scratch net"),
+    (["export", T, "--format", "hf", "--out", "{bad}/someone_elses"], "not an imgcls export"),
+    (["export", T, "--format", "openvino", "--out", "{bad}/model.onnx"], "must end in .xml"),
     (["predict", T, "{bad}/empty"], "no image files in"),
     (["predict", T, "{bad}/text_only"], "could be read as an image"),
     (["split", "{bad}/missing", "--out", "{bad}/split_out"], "not found"),
@@ -141,7 +173,7 @@ def test_user_mistake_exits_2_with_one_clear_message(args, expected, bad, tiny_r
     _check(code, stderr, expected, bad / "PWNED")
 
 
-REAL_EXECUTABLE = [0, 16, 20, 23, 28, 39, 41, 44, 47]  # rows of CASES: one per command and loader
+REAL_EXECUTABLE = [0, 16, 20, 23, 28, 39, 45, 47, 50, 53, 56]  # rows of CASES: one per command and loader
 
 
 @pytest.mark.parametrize("row", REAL_EXECUTABLE, ids=[" ".join(CASES[i][0])[:60] for i in REAL_EXECUTABLE])

@@ -58,7 +58,7 @@ class Classifier:
     # using a model -------------------------------------------------------------------------------
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu", reject_rate: float | None = 0.05) -> Classifier:
-        """A run directory, ``.pt`` checkpoint, exported ``.onnx`` or TorchScript ``.ts`` file.
+        """A run directory, ``.pt`` checkpoint, exported ``.onnx``, TorchScript ``.ts`` or OpenVINO ``.xml`` file.
 
         ``reject_rate`` is the share of known images (the run's val photos) the model calls unknown, which
         sets its threshold; None never answers unknown (``--no-reject``)."""
@@ -71,9 +71,42 @@ class Classifier:
                 progress: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
         """``[{"path", "label", "score", "topk": [{"label", "score"}], "unknown", "ood_score"}]`` for image
         files and folders; ``unknown`` is true for a picture of none of the classes (``ood_score`` above the
-        threshold), and false with ``ood_score`` None for models without OOD data."""
+        threshold), and false with ``ood_score`` None for models without OOD data. A multi-label model answers
+        ``"labels": [{"label", "score"}]`` (every class over its threshold) in place of label/score."""
         return [p.to_dict() for p in self.predictor.predict(inputs, topk=topk, batch_size=batch_size,
                                                             progress=progress)]
+
+    def __call__(self, images: Any, topk: int = 5, batch_size: int = 32) -> dict[str, Any] | list[dict[str, Any]]:
+        """Classify like a ``transformers`` pipeline call: one image file or PIL image gives one dict, a
+        folder or a list (of paths, or of PIL images) a list of dicts, each as :meth:`predict` returns it
+        (PIL images without a file name have ``"path": None``)."""
+        from PIL import Image
+
+        if isinstance(images, Image.Image):
+            return self._predict_pictures([images], topk, batch_size)[0]
+        if isinstance(images, (str, Path)):
+            results = self.predict(images, topk=topk, batch_size=batch_size)
+            return results if Path(images).expanduser().is_dir() else results[0]
+        items = list(images)
+        pictures = [isinstance(item, Image.Image) for item in items]
+        if items and all(pictures):
+            return self._predict_pictures(items, topk, batch_size)
+        if any(pictures):
+            from imgcls.errors import DataError
+
+            raise DataError("give a list of image paths or a list of PIL images, not both in one list")
+        return self.predict(items, topk=topk, batch_size=batch_size)
+
+    def _predict_pictures(self, images: list[Any], topk: int, batch_size: int) -> list[dict[str, Any]]:
+        from imgcls.data.images import to_rgb
+
+        results = []
+        for start in range(0, len(images), batch_size):
+            chunk = images[start:start + batch_size]
+            probs = self.predictor.predict_images([to_rgb(image) for image in chunk])
+            results += [self.predictor.labelled(getattr(image, "filename", None) or None, row, topk).to_dict()
+                        for image, row in zip(chunk, probs)]
+        return results
 
     def evaluate(self, data: str | Path | None = None, split: str = "val", *, tta: bool = False,
                  out: str | Path | None = None, ood: str | Path | None = None,
@@ -90,22 +123,30 @@ class Classifier:
         if ood is not None:
             from imgcls.evaluation.ood import evaluate_ood
 
-            ood_result = evaluate_ood(self.predictor, evaluation.ood_scores, ood)
+            ood_result = evaluate_ood(self.predictor, getattr(evaluation, "ood_scores", None), ood)
         if out is not None:
             from imgcls.evaluation.report import write_report
 
-            write_report(out, evaluation, self.predictor.source, source, self.run, ood_result)
+            write_report(out, evaluation, self.predictor.source, source, self.run, ood=ood_result)
         if ood_result is None:
             return evaluation.metrics
         return {**evaluation.metrics, "ood": ood_result.to_dict()}
 
+    def explain(self, inputs: str | Path | Iterable[str | Path], out: str | Path, *,
+                target: str | None = None) -> list[dict[str, Any]]:
+        """A Grad-CAM overlay per image (files and folders) written into ``out`` as NAME.gradcam.png, for the
+        predicted class or ``target``; returns ``[{"path", "label", "score", "overlay"}]``. PyTorch
+        checkpoints only (a run directory or .pt)."""
+        return explain(self.path, inputs, out, target=target)
+
     # deploying -----------------------------------------------------------------------------------
     def export(self, format: str = "onnx", quantize: str | None = None, out: str | Path | None = None,  # noqa: A002
-               data: str | Path | None = None, tolerance: float = 1e-3, max_accuracy_drop: float = 0.05,
+               data: str | Path | None = None, tolerance: float | None = None, max_accuracy_drop: float = 0.05,
                ) -> dict[str, Any]:
-        """Export to ONNX (``quantize="int8"`` optional) or TorchScript, checked against PyTorch on the
-        run's val images; returns the summary (``path``, ``parity``, ``int8``...). ``out`` defaults to
-        beside the checkpoint (``runs/NAME/best.onnx``)."""
+        """Export to ONNX (``quantize="int8"`` optional), TorchScript, OpenVINO (``.xml`` + ``.bin``) or a
+        Hugging Face folder (``format="hf"``), checked against PyTorch on the run's val images (hf: through
+        transformers); returns the summary (``path``, ``parity``, ``int8``...). ``out`` defaults to beside
+        the checkpoint (``runs/NAME/best.onnx``, ``runs/NAME/best-hf``)."""
         from imgcls.export.exporter import export_model
 
         return export_model(self.predictor.source, format, quantize=quantize, out=out,
@@ -129,6 +170,40 @@ def find_lr(data: str | Path | None = None, *, out: str | Path = ".", steps: int
     return lr_find(settings, out, steps=steps).to_dict()
 
 
+def explain(model: str | Path, inputs: str | Path | Iterable[str | Path], out: str | Path, *,
+            target: str | None = None) -> list[dict[str, Any]]:
+    """:meth:`Classifier.explain` of a run directory or .pt checkpoint, without loading a Predictor first."""
+    from imgcls.inference.explain import explainer_for, overlay_paths
+    from imgcls.inference.predictor import expand_image_paths
+    from imgcls.rundir import atomic_write_bytes
+
+    explainer = explainer_for(model)
+    explanations = explainer.explain_files(expand_image_paths([inputs] if isinstance(inputs, (str, Path))
+                                                              else inputs), target)
+    results = []
+    for explanation, file in zip(explanations, overlay_paths([e.path for e in explanations], Path(out))):
+        atomic_write_bytes(file, explanation.png())
+        results.append({"path": explanation.path, "label": explanation.label, "score": round(explanation.score, 6),
+                        "overlay": str(file)})
+    return results
+
+
+def doctor(data: str | Path, *, labels: bool = False, model: str | Path | None = None,
+           progress: Callable[[int, int], None] | None = None, workers: int | None = None) -> Any:
+    """The checks of ``imgcls doctor`` (a :class:`~imgcls.data.doctor.DoctorReport`; ``.to_dict()`` is
+    ``imgcls doctor --json``). ``labels`` adds the
+    training files whose label is probably wrong (kind "suspect-label", worst first), judged on the
+    embeddings of ``model``'s backbone (a run or checkpoint; default: the pretrained efficientnet_lite0)."""
+    from imgcls.data.doctor import Problem, diagnose
+
+    report = diagnose(data, progress=progress, workers=workers)
+    if labels or model is not None:
+        from imgcls.training.label_issues import find_suspect_labels
+
+        report.problems += [Problem(*s.to_problem()) for s in find_suspect_labels(data, model)]
+    return report
+
+
 def split(src: str | Path, out: str | Path, val: float = 0.2, test: float = 0.0, seed: int = 42) -> dict:
     """Write a stratified train/val(/test) copy of one class-folder tree (hard links where possible)."""
     from imgcls.data.split import split_folder
@@ -141,14 +216,6 @@ def compare(runs: Iterable[str | Path], out: str | Path) -> list[dict[str, Any]]
     from imgcls.evaluation.compare import compare_runs
 
     return [row.to_dict() for row in compare_runs(list(runs), out)]
-
-
-def doctor(data: str | Path, *, workers: int | None = None,
-           progress: Callable[[int, int], None] | None = None) -> Any:
-    """Check a data folder before training; returns the report (``.to_dict()`` is ``imgcls doctor --json``)."""
-    from imgcls.data.doctor import diagnose
-
-    return diagnose(data, progress=progress, workers=workers)
 
 
 def bench(data: str | Path, *, batches: int = 4, steps: int = 2, config: str | Path | None = None,

@@ -84,8 +84,12 @@ def train(
     if not is_rank_zero():  # the other processes of a distributed run: rank 0 reports
         return
     summary = classifier.run.read_metrics()
-    typer.echo(f"best val_acc {summary['best_val_acc']:.4f} at epoch {summary['best_epoch']} "
-               f"of {len(summary['epochs'])}, {summary['wall_seconds']:.0f} s", err=True)
+    by = summary.get("best_epoch_by")  # multi-label: the best epoch is the one of the highest val mAP
+    row = next((r for r in summary["epochs"] if r["epoch"] == summary["best_epoch"]), {})
+    best = f"best {by} {row.get(by, float('nan')):.4f} (val_acc, exact match, {summary['best_val_acc']:.4f})" \
+        if by else f"best val_acc {summary['best_val_acc']:.4f}"
+    typer.echo(f"{best} at epoch {summary['best_epoch']} of {len(summary['epochs'])}, "
+               f"{summary['wall_seconds']:.0f} s", err=True)
     typer.echo(str(classifier.path))
 
 
@@ -144,6 +148,22 @@ def _report_text(metrics: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _multilabel_text(metrics: dict[str, Any]) -> str:
+    width = max(12, *(_columns(name) for name in metrics["per_class"]))
+    lines = [f"{'':{width}}  precision  recall  f1-score      AP  threshold  support"]
+    for name, m in metrics["per_class"].items():
+        ap = "-" if m["ap"] is None else f"{m['ap']:.4f}"
+        lines.append(f"{_padded(name, width)}  {m['precision']:9.4f}  {m['recall']:6.4f}  {m['f1']:8.4f}  {ap:>6}  "
+                     f"{m['threshold']:9.3f}  {m['support']:7d}")
+    lines.append("")
+    for key, label in (("macro_f1", "macro F1"), ("micro_f1", "micro F1"), ("mAP", "mAP"),
+                       ("macro_f1_at_0.5", "macro F1 @0.5"), ("accuracy", "exact match")):
+        lines.append(f"{label:{width}}  {metrics[key]:.4f}")
+    if metrics.get("note"):
+        lines.append(f"\nnote: {metrics['note']}")
+    return "\n".join(lines)
+
+
 REJECT_RATE_HELP = ("Share of known images (the run's val photos) answered 'unknown'; sets the threshold of the "
                     "out-of-distribution score.")
 NO_REJECT_HELP = "Never answer 'unknown' (the closest class always)."
@@ -155,7 +175,7 @@ def _reject_rate(reject_rate: float, no_reject: bool) -> float | None:
 
 @app.command()
 def evaluate(
-    model: Path = typer.Argument(..., help="Run directory, .pt checkpoint, .onnx or .ts file."),
+    model: Path = typer.Argument(..., help="Run directory, .pt checkpoint, .onnx, .ts or OpenVINO .xml file."),
     data: Optional[str] = typer.Option(None, help="Data folder (default: the run's own data and split)."),
     split: str = typer.Option("val", help="val | test"),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON on stdout."),
@@ -179,6 +199,10 @@ def evaluate(
     if as_json:
         _echo_json(metrics)
         typer.echo(f"report: {out / 'report.html'}", err=True)
+        return
+    if metrics.get("task") == "multilabel":
+        typer.echo(_multilabel_text(metrics))
+        typer.echo(f"\nreport: {out / 'report.html'}")
         return
     typer.echo(_report_text(metrics))
     typer.echo("\nconfusion matrix (rows: true, columns: predicted)")
@@ -211,7 +235,7 @@ def compare(
 # predict ----------------------------------------------------------------------------------------
 @app.command()
 def predict(
-    model: Path = typer.Argument(..., help="Run directory, .pt checkpoint, .onnx or .ts file."),
+    model: Path = typer.Argument(..., help="Run directory, .pt checkpoint, .onnx, .ts or OpenVINO .xml file."),
     images: list[Path] = typer.Argument(..., help="Image files and/or folders (searched recursively)."),
     topk: int = typer.Option(5, "--topk", min=1, help="How many classes to list per image."),
     batch_size: int = typer.Option(32, min=1, help="Images per forward pass."),
@@ -219,7 +243,8 @@ def predict(
     reject_rate: float = typer.Option(0.05, "--reject-rate", min=0.0, max=0.99, help=REJECT_RATE_HELP),
     no_reject: bool = typer.Option(False, "--no-reject", help=NO_REJECT_HELP),
 ) -> None:
-    """Predict the class of image files and folders ('unknown' for pictures of none of the classes)."""
+    """Predict the class of image files and folders ('unknown' for pictures of none of the classes; multi-label
+    models: every label over its threshold)."""
     from imgcls.api import Classifier
 
     _setup_logging()
@@ -229,6 +254,9 @@ def predict(
         _echo_json(results)
         return
     for r in results:
+        if "labels" in r:  # multi-label: every label over its threshold
+            typer.echo(f"{r['path']}\t" + (", ".join(f"{t['label']} {t['score']:.3f}" for t in r["labels"]) or "-"))
+            continue
         if r["unknown"]:
             typer.echo(f"{r['path']}\tunknown (closest: {r['label']} {r['score']:.2f})")
             continue
@@ -237,8 +265,8 @@ def predict(
 
 
 # export -----------------------------------------------------------------------------------------
-def _parity_text(name: str, parity: dict[str, Any], checked_on: str) -> str:
-    text = (f"{name} vs PyTorch on {checked_on}: max |diff| of probabilities {parity['max_abs_diff']:.2g}, "
+def _parity_text(name: str, parity: dict[str, Any], checked_on: str, against: str = "PyTorch") -> str:
+    text = (f"{name} vs {against} on {checked_on}: max |diff| of probabilities {parity['max_abs_diff']:.2g}, "
             f"same top-1 on {parity['top1_agreement']:.1%}")
     if parity["accuracy"] is not None:
         text += f", accuracy {parity['reference_accuracy']:.4f} -> {parity['accuracy']:.4f}"
@@ -248,19 +276,21 @@ def _parity_text(name: str, parity: dict[str, Any], checked_on: str) -> str:
 @app.command()
 def export(
     model: Path = typer.Argument(..., help="Run directory or .pt checkpoint."),
-    fmt: str = typer.Option(..., "--format", help="onnx | torchscript"),
+    fmt: str = typer.Option(..., "--format", help="onnx | torchscript | openvino | hf (a Hugging Face folder)"),
     quantize: Optional[str] = typer.Option(None, "--quantize", help="int8: onnxruntime static quantization "
                                                                     "calibrated on the run's training images."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output file or folder (default: beside the "
-                                                           "checkpoint, e.g. runs/NAME/best.onnx)."),
+                                                           "checkpoint, e.g. runs/NAME/best.onnx, runs/NAME/best-hf)."),
     data: Optional[str] = typer.Option(None, help="Images to check (val) and calibrate (train) on "
                                                   "(default: the run's own data)."),
-    tolerance: float = typer.Option(1e-3, min=0.0, help="Largest allowed difference of probabilities."),
+    tolerance: Optional[float] = typer.Option(None, min=0.0, help="Largest allowed difference of probabilities "
+                                                                  "(1e-3; 0.02 for hf, through transformers)."),
     max_accuracy_drop: float = typer.Option(0.05, min=0.0, max=1.0,
                                             help="int8: largest allowed val accuracy drop (0.05 = 5 points)."),
     as_json: bool = typer.Option(False, "--json", help="Print the export summary as JSON on stdout."),
 ) -> None:
-    """Export to ONNX or TorchScript (class names and preprocessing inside), then check it against PyTorch."""
+    """Export to ONNX, TorchScript, OpenVINO or a Hugging Face folder (class names and preprocessing inside),
+    then check it against PyTorch."""
     from imgcls.api import Classifier
 
     _setup_logging()
@@ -269,8 +299,13 @@ def export(
     if as_json:
         _echo_json(result)
         return
-    typer.echo(_parity_text(result["format"], result["parity"], result["checked_on"]) +
+    hf = result["format"] == "hf"
+    name, against = ("hf through transformers", "imgcls") if hf else (result["format"], "PyTorch")
+    typer.echo(_parity_text(name, result["parity"], result["checked_on"], against) +
                f" (tolerance {result['tolerance']:g})", err=True)
+    if result.get("predict_parity"):
+        typer.echo(_parity_text(name, result["predict_parity"], result["checked_on"],
+                                "imgcls predict (large JPEGs decoded at reduced scale)"), err=True)
     if result["int8"]:
         int8 = result["int8"]
         typer.echo(_parity_text("int8", int8, result["checked_on"]), err=True)
@@ -281,10 +316,32 @@ def export(
     typer.echo(result["path"])
 
 
+# explain ----------------------------------------------------------------------------------------
+@app.command()
+def explain(
+    model: Path = typer.Argument(..., help="Run directory or .pt checkpoint (exported graphs have no layers "
+                                           "to look into)."),
+    images: list[Path] = typer.Argument(..., help="Image files or folders."),
+    out: Path = typer.Option(..., "--out", help="Folder for the overlays (NAME.gradcam.png)."),
+    target: Optional[str] = typer.Option(None, "--class", help="Explain this class instead of the predicted one."),
+    as_json: bool = typer.Option(False, "--json", help="Print [{path, label, score, overlay}] as JSON on stdout."),
+) -> None:
+    """Grad-CAM overlay per image: where the model looked for the class it predicted."""
+    from imgcls.api import explain as run_explain
+
+    _setup_logging()
+    results = run_explain(model, images, out, target=target)
+    if as_json:
+        _echo_json(results)
+        return
+    for item in results:
+        typer.echo(f"{item['path']}: {item['label']} {item['score']:.3f} -> {item['overlay']}")
+
+
 # serve ------------------------------------------------------------------------------------------
 @app.command()
 def serve(
-    model: Path = typer.Argument(..., help="Run directory, .pt checkpoint, .onnx or .ts file."),
+    model: Path = typer.Argument(..., help="Run directory, .pt checkpoint, .onnx, .ts or OpenVINO .xml file."),
     host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0: reachable from other machines)."),
     port: int = typer.Option(8000, help="TCP port."),
     max_upload_mb: float = typer.Option(10.0, min=0.01, help="Largest image accepted, in MB."),
@@ -327,16 +384,22 @@ def split_command(
 # doctor -----------------------------------------------------------------------------------------
 @app.command()
 def doctor(
-    data: str = typer.Argument(..., help="Folder with train/ and val/ (test/), or a folder of class folders."),
+    data: str = typer.Argument(..., help="Folder with train/ and val/ (test/), a folder of class folders, or a "
+                                         "folder with labels.csv (multi-label)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
     workers: Optional[int] = typer.Option(None, min=1, help="Processes decoding files (by machine)."),
+    labels: bool = typer.Option(False, "--labels", help="Also find training images whose label is probably "
+                                                        "wrong (cross-validated heads on embeddings + cleanlab)."),
+    model: Optional[Path] = typer.Option(None, "--model", help="With --labels: a run (or .pt) whose backbone "
+                                                               "embeds the images (default: pretrained "
+                                                               "efficientnet_lite0)."),
 ) -> None:
-    """Check a data folder before training: broken files, odd images, empty classes, duplicates, leaks."""
-    from imgcls.api import doctor as check_data
+    """Check a data folder before training: broken files, odd images, duplicates, leaks (--labels: wrong labels)."""
+    from imgcls.api import doctor as run_doctor
     from imgcls.data.doctor import format_report
 
     _setup_logging()
-    report = check_data(data, progress=_progress("doctor"), workers=workers)
+    report = run_doctor(data, labels=labels, model=model, progress=_progress("doctor"), workers=workers)
     if as_json:
         _echo_json(report.to_dict())
     else:

@@ -46,9 +46,11 @@ def test_run_report_stands_alone_with_every_section(tiny_run: Path) -> None:
     assert record["split"] == "val" and record["images"] == 24 and record["split_sizes"]["train"] == 72
     assert record["metrics"]["accuracy"] == pytest.approx(metrics["best_val_acc"])
     wrong = int(24 - np.trace(np.asarray(record["metrics"]["confusion_matrix"])))
-    # Every shown thumbnail is a small inline JPEG; the gallery shows each mistake (up to 24) and a sample.
+    # Every shown thumbnail is a small inline JPEG; the gallery shows each mistake (up to 24) and a sample,
+    # each mistake with its Grad-CAM overlay (a JPEG too).
     thumbnails = page.count("data:image/jpeg;base64,")
-    assert thumbnails == min(wrong, 24) + 24
+    assert page.count("class='cam'") == min(wrong, 24)
+    assert thumbnails == 2 * min(wrong, 24) + 24
     assert 0 <= record["calibration"]["ece"] <= 1
 
 

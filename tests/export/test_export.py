@@ -16,14 +16,20 @@ from imgcls.inference.predictor import Predictor
 from imgcls.models.checkpoint import load_checkpoint
 from tests.helpers import REPO, run_cli
 
-FORMATS = {"onnx": "best.onnx", "torchscript": "best.ts"}
+FORMATS = {"onnx": "best.onnx", "torchscript": "best.ts", "openvino": "best.xml"}
+
+
+def files_of(path: Path) -> list[Path]:
+    """An export's files: OpenVINO's .xml comes with its .bin."""
+    return [path, path.with_suffix(".bin")] if path.suffix == ".xml" else [path]
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_export_lands_beside_the_checkpoint_and_reports_parity(export_summaries, fmt):
     summary = export_summaries[fmt]
     assert Path(summary["path"]).name == FORMATS[fmt]
-    assert Path(summary["path"]).is_file() and summary["size_bytes"] == Path(summary["path"]).stat().st_size
+    files = files_of(Path(summary["path"]))
+    assert all(f.is_file() for f in files) and summary["size_bytes"] == sum(f.stat().st_size for f in files)
     assert summary["checked_on"].endswith("val images")  # the run's data was at hand
     parity = summary["parity"]
     assert parity["max_abs_diff"] <= summary["tolerance"] == 1e-3
@@ -35,7 +41,8 @@ def test_export_lands_beside_the_checkpoint_and_reports_parity(export_summaries,
 def test_exported_file_alone_carries_classes_and_preprocessing(exported_run, tmp_path, fmt):
     source = load_checkpoint(exported_run / "best.pt")
     alone = tmp_path / FORMATS[fmt]
-    shutil.copy(exported_run / FORMATS[fmt], alone)  # no run directory, no checkpoint beside it
+    for file in files_of(exported_run / FORMATS[fmt]):
+        shutil.copy(file, tmp_path)  # no run directory, no checkpoint beside it
     predictor = Predictor.load(alone)
     assert predictor.classes == source.classes
     assert predictor.preprocess == source.preprocess

@@ -12,7 +12,7 @@ from imgcls.inference.predictor import Predictor
 from tests.helpers import run_cli
 
 
-@pytest.mark.parametrize("name", ["best.onnx", "best.ts"])
+@pytest.mark.parametrize("name", ["best.onnx", "best.ts", "best.xml"])
 def test_evaluate_an_export_inside_a_run_uses_the_runs_data(exported_run, name):
     reference = Classifier.load(exported_run).evaluate()
     metrics = Classifier.load(exported_run / name).evaluate()
@@ -43,26 +43,28 @@ def test_an_onnx_file_without_imgcls_metadata_is_refused(exported_run, tmp_path)
         Predictor.load(plain)
 
 
-@pytest.mark.parametrize("name", ["broken.onnx", "broken.ts"])
+@pytest.mark.parametrize("name", ["broken.onnx", "broken.ts", "broken.xml"])
 def test_a_corrupt_export_is_a_user_error(tmp_path, name):
     path = tmp_path / name
     path.write_bytes(b"\x00not a model\xff" * 64)
-    with pytest.raises(CheckpointError, match="is not a usable"):
+    path.with_suffix(".bin").write_bytes(b"\x00" * 64)  # OpenVINO's weights file, beside the .xml
+    with pytest.raises(CheckpointError, match="is not (a usable|an OpenVINO)"):
         Predictor.load(path)
 
 
-def test_onnx_folder_prediction_one_thread_per_core_matches_the_run(exported_run, tiny_data, tmp_path, caplog):
-    """More images than one slice: the ONNX backend decodes and runs slices on every core at once; the
+@pytest.mark.parametrize("name", ["best.onnx", "best.xml"])
+def test_folder_prediction_one_thread_per_core_matches_the_run(exported_run, tiny_data, tmp_path, caplog, name):
+    """More images than one slice: the ONNX and OpenVINO backends decode and runs slices on every core at once; the
     answers, their order and the skipped broken file must be those of the run itself."""
     import shutil
 
     folder = tmp_path / "photos"
     shutil.copytree(tiny_data / "val", folder)
     (folder / "checker" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
-    onnx = Predictor.load(exported_run / "best.onnx")
-    assert onnx.backend.per_core() is not None
+    exported = Predictor.load(exported_run / name)
+    assert exported.backend.per_core() is not None
     with caplog.at_level("WARNING"):
-        got = onnx.predict(folder, topk=3)
+        got = exported.predict(folder, topk=3)
     want = Predictor.load(exported_run).predict(folder, topk=3)
     assert len(got) == len(want) == 24
     assert [p.path for p in got] == [p.path for p in want]

@@ -17,20 +17,7 @@ from imgcls.errors import ModelError  # noqa: E402
 from imgcls.models.checkpoint import load_checkpoint  # noqa: E402
 from imgcls.models.factory import build_model, create_model, resolve_arch  # noqa: E402
 from imgcls.models.hf import processor_preprocess  # noqa: E402
-from tests.helpers import run_main  # noqa: E402
-
-
-def save_tiny_vit(folder: Path, labels: int = 5) -> Path:
-    """A 2-layer ViT for 32-pixel images, saved the way transformers users save models."""
-    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
-
-    torch.manual_seed(0)
-    config = ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                       intermediate_size=64, num_labels=labels)
-    ViTForImageClassification(config).save_pretrained(folder)
-    ViTImageProcessor(size={"height": 32, "width": 32}, image_mean=[0.4, 0.5, 0.6], image_std=[0.2, 0.25, 0.3],
-                      resample=3).save_pretrained(folder)
-    return folder
+from tests.helpers import run_main, save_tiny_vit  # noqa: E402
 
 
 @pytest.fixture(scope="module")

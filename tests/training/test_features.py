@@ -146,3 +146,8 @@ def test_timm_feature_extraction_with_local_weights_trains_on_the_cache(tiny_dat
     checkpoint = torch.load(run / "best.pt", map_location="cpu", weights_only=True)
     assert checkpoint["hyper_parameters"]["recipe"]["inputs"] == "features"
     assert checkpoint["imgcls"]["strategy"] == "feature-extraction"
+
+
+def test_a_run_on_cached_features_reports_its_suspect_labels(fe_run: Path) -> None:
+    report = (fe_run / "report.html").read_text(encoding="utf-8")
+    assert "Suspect labels" in report

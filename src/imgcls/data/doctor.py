@@ -18,6 +18,7 @@ from typing import Any
 from imgcls.data.cifar import is_cifar10_spec
 from imgcls.data.filecheck import FileRecord, Progress, inspect_files
 from imgcls.data.folders import class_dirs, class_files, data_folder
+from imgcls.data.labels_csv import labels_csv_of
 from imgcls.data.similar import duplicate_problems
 from imgcls.errors import DataError
 
@@ -40,6 +41,11 @@ KINDS = {
     "near-duplicate": "the same photo resized, re-compressed or edited, twice within a split",
     "leak": "the same photo (exact or near copy) in two splits: validation scores look too good",
     "imbalance": "a class with far fewer training images than the largest",
+    "suspect-label": "a training image that looks like another class (doctor --labels): worst first",
+    "unknown-label": "a val/test label of labels.csv that no training image has: ignored there",
+    "empty-labels": "a row of labels.csv without a label: the image counts as showing none of the classes",
+    "duplicate-row": "the same file listed twice in labels.csv with the same labels: the copy is ignored",
+    "unlisted-file": "an image beside labels.csv without a row: ignored",
 }
 BLOCKING = ("no-images", "single-class")
 FILE_FIXES = {
@@ -137,6 +143,12 @@ def list_data(spec: str | Path) -> Listing:
 # the checks -------------------------------------------------------------------------------------
 def diagnose(spec: str | Path, progress: Progress | None = None, workers: int | None = None) -> DoctorReport:
     """Check every file of a data folder (decoding each once, cached) and every class and split."""
+    if not is_cifar10_spec(spec):
+        csvs = labels_csv_of(data_folder(spec))
+        if csvs:  # multi-label data
+            from imgcls.data.doctor_labels import diagnose_labels
+
+            return diagnose_labels(spec, data_folder(spec), csvs, progress, workers)
     listing = list_data(spec)
     paths = [p for classes in listing.files.values() for files in classes.values() for p in files]
     records = {r.path: r for r in inspect_files(paths, decode=True, workers=workers, progress=progress)}

@@ -2,7 +2,8 @@
 
 - ``DIR`` with ``train/`` and ``val/`` (optional ``test/``) class-folder trees;
 - ``DIR`` of class folders only: split into train/val, stratified and seeded, recorded in split.json;
-- ``cifar10`` or ``cifar10:PATH``: CIFAR-10 python batches (its test batch serves as val and test).
+- ``cifar10`` or ``cifar10:PATH``: CIFAR-10 python batches (its test batch serves as val and test);
+- ``DIR`` with ``labels.csv`` (or ``train/`` and ``val/`` with their own): multi-label, see ``labels_csv.py``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
@@ -21,6 +23,7 @@ from imgcls.cache import cache_dir
 from imgcls.data.cifar import cifar10_root, is_cifar10_spec, load_cifar10
 from imgcls.data.folders import FolderScan, Sample, Skipped, data_folder, drop_empty_classes, scan_folder
 from imgcls.data.images import ImageLoadError, load_image
+from imgcls.data.labels_csv import labels_csv_of, resolve_labels_data
 from imgcls.data.split import samples_from_record, split_record, stratified_split
 from imgcls.errors import DataError
 
@@ -33,8 +36,10 @@ class ImageFileDataset(Dataset):
     """(image tensor, label) from image files. A file that fails to decode mid-training is named in a
     warning and replaced by the next readable sample, so one bad file never ends a run."""
 
-    def __init__(self, samples: list[Sample], transform: Any, draft_size: int | None = None):
+    def __init__(self, samples: list[Sample], transform: Any, draft_size: int | None = None,
+                 target_transform: Any = None):
         self.samples, self.transform, self.draft_size = samples, transform, draft_size
+        self.target_transform = target_transform  # multi-label: class indices -> multi-hot vector
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -43,10 +48,23 @@ class ImageFileDataset(Dataset):
         for attempt in range(len(self.samples)):
             path, label = self.samples[(index + attempt) % len(self.samples)]
             try:
-                return self.transform(load_image(path, self.draft_size)), label
+                image = self.transform(load_image(path, self.draft_size))
+                return image, (self.target_transform(label) if self.target_transform else label)
             except ImageLoadError as exc:
                 log.warning("skipped %s: %s", exc.path, exc.detail)
         raise DataError("no image in this split can be decoded")
+
+
+class MultiHot:
+    """Class indices -> a float multi-hot vector (the dataset's target transform)."""
+
+    def __init__(self, num_classes: int):
+        self.num_classes = num_classes
+
+    def __call__(self, indices: tuple[int, ...]) -> torch.Tensor:
+        target = torch.zeros(self.num_classes)
+        target[list(indices)] = 1.0
+        return target
 
 
 class ArrayImageDataset(Dataset):
@@ -67,7 +85,7 @@ class DataSource:
     """Classes and per-split samples of one DATA argument."""
 
     spec: str
-    kind: str  # "train-val" | "split" | "cifar10"
+    kind: str  # "train-val" | "split" | "cifar10" | "labels-csv"
     classes: list[str]
     files: dict[str, list[Sample]] = field(default_factory=dict)
     arrays: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
@@ -75,6 +93,7 @@ class DataSource:
     skipped: list[Skipped] = field(default_factory=list)
     empty_classes: list[str] = field(default_factory=list)
     split: dict[str, Any] | None = None  # split.json, when imgcls made the split
+    task: str = "single"  # "multilabel": each sample's label is a tuple of class indices (labels.csv)
 
     @property
     def splits(self) -> list[str]:
@@ -92,7 +111,8 @@ class DataSource:
     def counts(self, split: str) -> dict[str, int]:
         counts = dict.fromkeys(self.classes, 0)
         for label in self.labels(split):
-            counts[self.classes[label]] += 1
+            for index in (label if self.task == "multilabel" else (label,)):
+                counts[self.classes[index]] += 1
         return counts
 
     def dataset(self, split: str, transform: Any, draft_size: int | None = None) -> Dataset:
@@ -100,7 +120,8 @@ class DataSource:
             raise DataError(f"{self.spec} has no {split} split; it has {', '.join(self.splits)}")
         if split in self.arrays:
             return ArrayImageDataset(*self.arrays[split], transform)
-        return ImageFileDataset(self.files[split], transform, draft_size)
+        target = MultiHot(len(self.classes)) if self.task == "multilabel" else None
+        return ImageFileDataset(self.files[split], transform, draft_size, target)
 
     def typical_size(self, sample: int = 64) -> int:
         """Median shorter side of (up to ``sample``) training images: a natural input size for
@@ -144,6 +165,9 @@ def resolve_data(spec: str | Path, val_split: float = 0.2, seed: int = 42,
     if is_cifar10_spec(spec):
         return _resolve_cifar(spec)
     root = data_folder(spec)
+    csvs = labels_csv_of(root)
+    if csvs:
+        return resolve_labels_data(spec, root, csvs, val_split, seed, recorded_split)
 
     if (root / "train").is_dir():
         train = _check_classes(scan_folder(root / "train"), root / "train")

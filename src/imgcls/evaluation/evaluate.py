@@ -107,7 +107,15 @@ def evaluate_predictor(predictor: Predictor, source: DataSource, split: str = "v
     """Probabilities and metrics of ``predictor`` on one split; ``tta`` averages each image with its mirror.
 
     ``workers`` decode images in parallel with the forward passes (default: up to 4, one core left free,
-    none for a split of a single batch, where starting them costs more than they save)."""
+    none for a split of a single batch, where starting them costs more than they save). Multi-label data
+    (labels.csv) gets a :class:`~imgcls.evaluation.multilabel.MultiLabelEvaluation`."""
+    if source.task == "multilabel":
+        from imgcls.evaluation.multilabel import evaluate_multilabel
+
+        return evaluate_multilabel(predictor, source, split, batch_size, workers, tta, progress)
+    if getattr(predictor, "multilabel", False):
+        raise DataError(f"{predictor.source} is a multi-label model; evaluate it on a folder with labels.csv "
+                        f"(path,labels), not on class folders ({source.spec})")
     remap = torch.tensor(label_map(source.classes, predictor.classes))
     dataset = source.dataset(split, predictor.transform, draft_size=predictor.preprocess.resize_size)
     if len(dataset) == 0:

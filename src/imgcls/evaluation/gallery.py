@@ -29,6 +29,7 @@ class ShownImage:
     true_prob: float  # probability the model gave the true class
     loss: float
     thumbnail: str | None  # data URI; None when the file can no longer be read
+    overlay: str | None = None  # data URI of a Grad-CAM overlay, when the report has one
 
     @property
     def correct(self) -> bool:
@@ -55,14 +56,21 @@ def sample_predictions(evaluation: Evaluation, limit: int = 24, seed: int = 0) -
     return chosen
 
 
+def file_thumbnail(path: str, draft_size: int) -> Image.Image | None:
+    """The picture of an image file (decoded at about ``draft_size``), None when it cannot be read."""
+    try:
+        return load_image(path, draft_size=draft_size)
+    except ImageLoadError:
+        return None
+
+
 def thumbnail_uri(evaluation: Evaluation, index: int, size: int = THUMB_SIZE) -> str | None:
     """A small JPEG of image ``index`` as a data URI: from its file, or from the arrays (CIFAR)."""
     if evaluation.images is not None:
         image = Image.fromarray(evaluation.images[index])
     elif evaluation.paths is not None:
-        try:
-            image = load_image(evaluation.paths[index], draft_size=size)
-        except ImageLoadError:
+        image = file_thumbnail(evaluation.paths[index], size)
+        if image is None:
             return None
     else:
         return None

@@ -33,6 +33,7 @@ img.plot{max-width:100%}
 overflow-wrap:anywhere}
 .gallery figure.right{border-color:#59a14f}.gallery figure.wrong{border-color:#e15759}
 .gallery img{width:96px;height:96px;object-fit:contain;image-rendering:auto;background:#eee;display:block;margin:0 auto}
+.gallery img.cam{margin-top:4px}
 .gallery .missing{width:96px;height:96px;line-height:96px;background:#eee;color:#999;margin:0 auto}
 .gallery figcaption b{display:block}.gallery .file{color:#888}
 details{margin:1em 0}summary{cursor:pointer;color:#336}
@@ -123,6 +124,8 @@ def gallery(images: list[ShownImage]) -> str:
     for item in images:
         picture = (f"<img alt='{esc(item.name)}' src='{item.thumbnail}'>" if item.thumbnail
                    else "<div class='missing'>unreadable</div>")
+        if item.overlay:
+            picture += f"<img class='cam' alt='where the model looked' title='Grad-CAM' src='{item.overlay}'>"
         verdict = "right" if item.correct else "wrong"
         detail = (f"<b>{esc(item.predicted)} {percent(item.confidence)}</b>true: {esc(item.true)}"
                   + ("" if item.correct else f" ({percent(item.true_prob)})"))

@@ -20,6 +20,7 @@ from imgcls.evaluation import html as h
 from imgcls.evaluation.evaluate import Evaluation, data_for, evaluate_predictor, evaluation_from_probabilities
 from imgcls.evaluation.ood import OodEvaluation
 from imgcls.evaluation.gallery import sample_predictions, shown_images, worst_mistakes
+from imgcls.evaluation.insight import add_overlays, suspects_section
 from imgcls.evaluation.plots import plot_confusion, plot_curves, plot_reliability
 from imgcls.inference.predictor import Predictor
 from imgcls.models.checkpoint import load_checkpoint
@@ -119,15 +120,19 @@ def _per_class(evaluation: Evaluation) -> str:
                      "listed by recall, weakest first; shaded rows have recall below the overall accuracy."))
 
 
-def _gallery_sections(evaluation: Evaluation) -> str:
+def _gallery_sections(evaluation: Evaluation, model: Path) -> str:
     mistakes = worst_mistakes(evaluation, MISTAKES_SHOWN)
     wrong = int((evaluation.preds != evaluation.labels).sum())
     parts = [h.heading("Worst mistakes", "가장 크게 틀린 예측")]
     if mistakes:
+        shown = shown_images(evaluation, mistakes)
+        add_overlays(evaluation, model, shown)
         parts.append(h.note(f"{len(mistakes)} of the {wrong} wrong predictions, the most confidently wrong first "
                             f"(highest loss). Bold: predicted class and its probability; below: the true class and "
-                            f"the probability the model gave it."))
-        parts.append(h.gallery(shown_images(evaluation, mistakes)))
+                            f"the probability the model gave it."
+                            + (" Under each photo: where the model looked for the class it predicted (Grad-CAM; "
+                               "red is where the evidence was)." if any(s.overlay for s in shown) else "")))
+        parts.append(h.gallery(shown))
     else:
         parts.append(h.note(f"No mistakes: every {evaluation.split} image was named correctly."))
     parts.append(h.heading("Sample predictions", "예측 예시"))
@@ -182,8 +187,10 @@ def _training_sections(summary: dict[str, Any], config: dict[str, Any] | None) -
 
 
 def render_report(evaluation: Evaluation, record: dict[str, Any], pictures: dict[str, Path | None],
-                  run: RunDir | None, summary: dict[str, Any], ood: OodEvaluation | None = None) -> str:
-    """report.html; ``summary`` is the run's metrics.json ({} without a run)."""
+                  run: RunDir | None, summary: dict[str, Any], suspects: list[dict[str, Any]] | None = None,
+                  ood: OodEvaluation | None = None) -> str:
+    """report.html; ``summary`` is the run's metrics.json ({} without a run); ``suspects``: training images
+    whose label is probably wrong (None: not looked for); ``ood``: the ``evaluate --ood`` figures."""
     config = run.read_config() if run else None
     name = run.path.name if run else Path(record["model"]).name
     described = [config.get("model"), config.get("strategy")] if config is not None else []
@@ -202,8 +209,9 @@ def render_report(evaluation: Evaluation, record: dict[str, Any], pictures: dict
     body += [h.heading("Confusion matrix", "혼동 행렬"), h.png(pictures["confusion"], "confusion matrix"),
              h.note("Rows are the true classes, columns the predicted ones; the diagonal holds the right answers. "
                     "Right: each row divided by its total, so small classes read as clearly as large ones."),
-             _gallery_sections(evaluation), _calibration_section(evaluation, pictures["reliability"]),
-             _ood_section(ood), _training_sections(summary, config)]
+             _gallery_sections(evaluation, Path(record["model"])), suspects_section(suspects),
+             _calibration_section(evaluation, pictures["reliability"]), _ood_section(ood),
+             _training_sections(summary, config)]
     return h.page(f"imgcls report: {name}", "".join(body))
 
 
@@ -219,9 +227,14 @@ def _writable(folder: Path) -> Path:
 
 
 def write_report(out: str | Path, evaluation: Evaluation, model: Path, source: DataSource,
-                 run: RunDir | None = None, ood: OodEvaluation | None = None) -> Path:
+                 run: RunDir | None = None, suspects: list[dict[str, Any]] | None = None,
+                 ood: OodEvaluation | None = None) -> Path:
     """Pictures, evaluation.json and report.html for ``evaluation`` in ``out`` (with the ``evaluate --ood``
     figures when given); returns report.html's path."""
+    if getattr(evaluation, "task", "single") == "multilabel":
+        from imgcls.evaluation.multilabel_report import write_multilabel_report
+
+        return write_multilabel_report(out, evaluation, model, source, run)
     out = _writable(Path(out))
     name = run.path.name if run else model.name
     title = f"{name} ({evaluation.split})"
@@ -236,12 +249,13 @@ def write_report(out: str | Path, evaluation: Evaluation, model: Path, source: D
     record = evaluation_record(evaluation, model, source, ood)
     write_json(out / EVALUATION, record)
     report = out / RunDir.REPORT
-    atomic_write_text(report, render_report(evaluation, record, pictures, run, summary, ood))
+    atomic_write_text(report, render_report(evaluation, record, pictures, run, summary, suspects, ood))
     return report
 
 
 def write_run_report(run: RunDir, split: str = "val", source: DataSource | None = None,
-                     probabilities: np.ndarray | None = None) -> Evaluation:
+                     probabilities: np.ndarray | None = None,
+                     suspects: list[dict[str, Any]] | None = None) -> Evaluation:
     """Evaluate the run's best checkpoint on ``split``; write its pictures, evaluation.json and report.html.
 
     Training passes its ``source`` and, when it already has them (the best head on cached val
@@ -252,6 +266,6 @@ def write_run_report(run: RunDir, split: str = "val", source: DataSource | None 
         evaluation.calibration_info = load_checkpoint(run.best_checkpoint).info.get("calibration")
     else:
         evaluation = evaluate_predictor(Predictor.load(run.best_checkpoint), source, split)
-    report = write_report(run.path, evaluation, run.best_checkpoint, source, run)
+    report = write_report(run.path, evaluation, run.best_checkpoint, source, run, suspects)
     log.info("report: %s", report)
     return evaluation

@@ -1,4 +1,5 @@
-"""``imgcls export``: a run's best model -> an ONNX or TorchScript file, verified before it is kept.
+"""``imgcls export``: a run's best model -> an ONNX, TorchScript or OpenVINO file (or a Hugging Face
+folder, see hf_export), verified before it is kept.
 
 The exported file is written under a temporary name, loaded back through the same Predictor that
 predict/evaluate/serve use, and compared with the PyTorch model on the run's validation images
@@ -24,10 +25,13 @@ from imgcls.models.ood import deployed, public_ood
 
 log = logging.getLogger(__name__)
 
-FORMATS = {"onnx": ".onnx", "torchscript": ".ts"}
-FORMAT_ALIASES = {"ts": "torchscript", "jit": "torchscript"}
+FORMATS = {"onnx": ".onnx", "torchscript": ".ts", "openvino": ".xml", "hf": ""}  # hf: a folder
+FORMAT_ALIASES = {"ts": "torchscript", "jit": "torchscript", "ov": "openvino", "huggingface": "hf",
+                  "transformers": "hf"}
+DEFAULT_TOLERANCE = {"hf": 0.02}
 QUANTIZATIONS = ("int8",)
 TORCH_SUFFIXES = (".pt", ".pth", ".ckpt")
+TASK_KEYS = ("task", "thresholds", "thresholds_from")  # how a multi-label model's scores become labels
 
 
 @dataclass
@@ -42,9 +46,10 @@ class ExportResult:
     parity: Parity  # of the float export against PyTorch
     int8: Parity | None = None  # of the int8 model against PyTorch
     source: str = ""
+    predict_parity: Parity | None = None  # hf: against `imgcls predict`, which decodes large JPEGs at reduced scale
 
     def to_dict(self) -> dict[str, Any]:
-        return {"path": str(self.path), "format": self.format, "quantize": self.quantize,
+        return {"predict_parity": self.predict_parity.to_dict() if self.predict_parity else None,"path": str(self.path), "format": self.format, "quantize": self.quantize,
                 "size_bytes": self.size_bytes, "seconds": round(self.seconds, 2), "source": self.source,
                 "checked_on": self.checked_on, "tolerance": self.tolerance, "parity": self.parity.to_dict(),
                 "int8": self.int8.to_dict() if self.int8 else None}
@@ -53,7 +58,7 @@ class ExportResult:
 def normalize_format(fmt: str) -> str:
     name = FORMAT_ALIASES.get(fmt.lower(), fmt.lower())
     if name not in FORMATS:
-        raise ExportError(f"unknown export format {fmt!r}; use --format onnx or --format torchscript")
+        raise ExportError(f"unknown export format {fmt!r}; use --format onnx, torchscript, openvino or hf")
     return name
 
 
@@ -91,11 +96,22 @@ def _check_data(model_path: Path, data: str | None) -> DataSource | None:
         return None
 
 
+def _files(path: Path) -> list[Path]:
+    """An export's files: OpenVINO's .xml graph comes with its .bin weights."""
+    from imgcls.export.to_openvino import weights_file
+
+    return [weights_file(path), path] if path.suffix.lower() == ".xml" else [path]
+
+
 def _write_and_verify(network, meta: ExportMeta, fmt: str, tmp: Path, reference: Reference) -> Parity:  # noqa: ANN001
     if fmt == "onnx":
         from imgcls.export.to_onnx import export_onnx
 
         export_onnx(network, meta, tmp)
+    elif fmt == "openvino":
+        from imgcls.export.to_openvino import export_openvino
+
+        export_openvino(network, meta, tmp)
     else:
         from imgcls.export.to_torchscript import export_torchscript
 
@@ -104,16 +120,23 @@ def _write_and_verify(network, meta: ExportMeta, fmt: str, tmp: Path, reference:
 
 
 def export_model(model: str | Path, fmt: str = "onnx", quantize: str | None = None, out: str | Path | None = None,
-                 data: str | None = None, tolerance: float = 1e-3, max_accuracy_drop: float = 0.05,
+                 data: str | None = None, tolerance: float | None = None, max_accuracy_drop: float = 0.05,
                  check_limit: int = 1000) -> ExportResult:
-    """Export the model of a run or checkpoint; :class:`ExportError` when it does not match PyTorch."""
+    """Export the model of a run or checkpoint; :class:`ExportError` when it does not match PyTorch.
+    ``tolerance`` (largest difference of probabilities) defaults to 1e-3, 0.02 for ``hf`` folders, whose
+    images go through transformers' own preprocessing."""
     started = time.perf_counter()
     fmt = normalize_format(fmt)
+    tolerance = DEFAULT_TOLERANCE.get(fmt, 1e-3) if tolerance is None else tolerance
     if quantize is not None and quantize not in QUANTIZATIONS:
         raise ExportError(f"unknown quantization {quantize!r}; use --quantize int8")
     if quantize and fmt != "onnx":
         raise ExportError("--quantize int8 works with --format onnx (onnxruntime quantization)")
     checkpoint_path = _source_checkpoint(model)
+    if fmt == "hf":
+        from imgcls.export.hf_export import export_hf
+
+        return export_hf(checkpoint_path, out, _check_data(checkpoint_path, data), tolerance, check_limit)
     target = output_path(checkpoint_path, fmt, quantize, out)
     target.parent.mkdir(parents=True, exist_ok=True)
 
@@ -121,6 +144,7 @@ def export_model(model: str | Path, fmt: str = "onnx", quantize: str | None = No
     meta = ExportMeta(checkpoint.classes, checkpoint.preprocess, checkpoint.spec.to_dict(),
                       {"exported_format": fmt, "quantization": quantize or "none", "source": str(checkpoint_path),
                        "epoch": checkpoint.info.get("epoch"), "imgcls_version": __version__,
+                       **{key: checkpoint.info[key] for key in TASK_KEYS if key in checkpoint.info},
                        **({"calibration": checkpoint.info["calibration"]} if checkpoint.info.get("calibration") else {}),
                        **({"ood": public_ood(checkpoint.info["ood"])} if checkpoint.info.get("ood") else {})})
     reference_predictor = Predictor.load(checkpoint_path)
@@ -141,11 +165,13 @@ def export_model(model: str | Path, fmt: str = "onnx", quantize: str | None = No
         int8 = None
         if quantize:
             int8 = _quantize(tmp, int8_tmp, meta, reference_predictor, source, reference, max_accuracy_drop)
-        (int8_tmp if quantize else tmp).replace(target)
+        for made, final in zip(_files(int8_tmp if quantize else tmp), _files(target)):
+            made.replace(final)
     finally:
-        tmp.unlink(missing_ok=True)
-        int8_tmp.unlink(missing_ok=True)
-    return ExportResult(target, fmt, quantize, target.stat().st_size, time.perf_counter() - started,
+        for leftover in (*_files(tmp), int8_tmp):
+            leftover.unlink(missing_ok=True)
+    return ExportResult(target, fmt, quantize, sum(f.stat().st_size for f in _files(target)),
+                        time.perf_counter() - started,
                         inputs.description, tolerance, parity, int8, str(checkpoint_path))
 
 

@@ -40,7 +40,7 @@ class ExportMeta:
         """Parse what an exported file carries; :class:`CheckpointError` when it is missing or damaged."""
         if not text:
             raise CheckpointError(f"{path} carries no imgcls metadata (class names, preprocessing); "
-                                  f"export it with `imgcls export RUN --format onnx|torchscript`")
+                                  f"export it with `imgcls export RUN --format onnx|torchscript|openvino`")
         try:
             data = json.loads(text)
             if data.get("format") != FORMAT:

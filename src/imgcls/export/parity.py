@@ -42,6 +42,11 @@ class CheckInputs:
 def check_inputs(predictor: Predictor, source: DataSource | None, split: str = "val", limit: int = 1000,
                  seed: int = 0) -> CheckInputs:
     """Up to ``limit`` images of ``split`` preprocessed as ``predictor`` expects; random inputs without data."""
+    if source is not None and split in source.splits and getattr(source, "task", "single") == "multilabel":
+        # Multi-hot targets have no top-1 to score; the probabilities are compared on the real images.
+        dataset = source.dataset(split, predictor.transform, draft_size=predictor.preprocess.resize_size)
+        indices = _spread(len(dataset), limit)
+        return CheckInputs(_Unlabelled(Subset(dataset, indices)), f"{len(indices)} {split} images", False)
     if source is not None and split in source.splits and all(c in predictor.classes for c in source.classes):
         dataset = source.dataset(split, predictor.transform, draft_size=predictor.preprocess.resize_size)
         remap = torch.tensor(label_map(source.classes, predictor.classes))
@@ -64,6 +69,17 @@ class _Remapped(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         image, label = self.dataset[index]
         return image, int(self.remap[label])
+
+
+class _Unlabelled(Dataset):
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.dataset[index][0], -1
 
 
 def calibration_batches(predictor: Predictor, source: DataSource | None, limit: int = 128) -> list[np.ndarray]:

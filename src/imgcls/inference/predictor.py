@@ -25,6 +25,7 @@ from imgcls.errors import CheckpointError, DataError
 from imgcls.models.checkpoint import load_checkpoint
 from imgcls.models.chunked import CPU_SLICE, forward_in_slices
 from imgcls.models.ood import DEFAULT_REJECT_RATE, deployed, split_outputs, threshold_for
+from imgcls.models.task import is_multilabel
 from imgcls.rundir import RunDir
 from imgcls.runtime import cpu_loader_workers
 
@@ -37,10 +38,13 @@ class Prediction:
     label: str
     score: float
     topk: list[dict[str, Any]] = field(default_factory=list)
+    labels: list[dict[str, Any]] | None = None  # multi-label models: every class over its threshold
     unknown: bool = False  # the OOD score is above the model's threshold: none of its classes
     ood_score: float | None = None  # None for models without OOD data
 
     def to_dict(self) -> dict[str, Any]:
+        if self.labels is not None:
+            return {"path": self.path, "labels": self.labels, "topk": self.topk}
         return {"path": self.path, "label": self.label, "score": self.score, "topk": self.topk,
                 "unknown": self.unknown, "ood_score": self.ood_score}
 
@@ -101,23 +105,33 @@ def _load_torchscript(path: Path, device: str) -> LoadedModel:
     return load_torchscript(path, device)
 
 
+def _load_openvino(path: Path, device: str) -> LoadedModel:
+    from imgcls.inference.openvino_backend import load_openvino
+
+    return load_openvino(path, device)
+
+
 # Suffix -> loader (each imports its runtime only when a file of its kind is loaded).
 BACKENDS: dict[str, Callable[[Path, str], LoadedModel]] = {".pt": _load_torch, ".pth": _load_torch,
                                                            ".ckpt": _load_torch, ".onnx": _load_onnx,
-                                                           ".ts": _load_torchscript}
+                                                           ".ts": _load_torchscript, ".xml": _load_openvino}
 
 
 def resolve_model_path(path: str | Path) -> Path:
     """A run directory becomes its best checkpoint; files are checked to exist and be known."""
+    from imgcls.inference.hf_folder_backend import is_hf_folder
+
     path = Path(path).expanduser()
+    if is_hf_folder(path) and not RunDir.is_run_dir(path):
+        return path  # a Hugging Face folder (imgcls export --format hf)
     if path.is_dir():
         return RunDir.open(path).best_checkpoint
     if not path.is_file():
         raise CheckpointError(f"model not found: {path}; give a run directory, a .pt checkpoint, "
-                              f"an exported .onnx or a TorchScript .ts file")
+                              f"an exported .onnx, TorchScript .ts or OpenVINO .xml file")
     if path.suffix.lower() not in BACKENDS:
         raise CheckpointError(f"{path}: unknown model file type '{path.suffix}'; "
-                              f"give a run directory, .pt, .onnx or .ts file")
+                              f"give a run directory, .pt, .onnx, .ts or .xml file")
     return path
 
 
@@ -174,6 +188,9 @@ class Predictor:
         self.backend, self.classes, self.preprocess = loaded.backend, loaded.classes, loaded.preprocess
         self.info, self.source = loaded.info, source
         self.transform = EvalPreset(self.preprocess)
+        self.multilabel = is_multilabel(self.info)
+        # Per-class decision thresholds of a multi-label model (chosen on held-out data at training time).
+        self.thresholds = np.asarray(self.info.get("thresholds") or [0.5] * len(self.classes), dtype=np.float32)
         self.reject_rate = reject_rate
         # Images scoring above it are "unknown"; None: never (no OOD data in the model, or --no-reject).
         self.threshold = threshold_for(self.info.get("ood"), reject_rate)
@@ -186,15 +203,23 @@ class Predictor:
             raise DataError(f"--reject-rate must be at least 0 and below 1 (got {reject_rate:g}); "
                             f"0.05 rejects 5% of the known images, --no-reject turns unknown answers off")
         model_path = resolve_model_path(path)
+        if model_path.is_dir():
+            from imgcls.inference.hf_folder_backend import load_hf_folder
+
+            return cls(load_hf_folder(model_path, device), model_path, reject_rate)
         return cls(BACKENDS[model_path.suffix.lower()](model_path, device), model_path, reject_rate)
 
     def outputs(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(softmax over classes, OOD scores or None) for a preprocessed batch (N, 3, H, W)."""
+        """(class probabilities, OOD scores or None) for a preprocessed batch (N, 3, H, W)."""
         logits, scores = split_outputs(self.backend(batch))
-        return torch.softmax(logits, dim=1), scores
+        return self.activate(logits), scores
+
+    def activate(self, logits: torch.Tensor) -> torch.Tensor:
+        """Softmax over classes, or one sigmoid per class for a multi-label model."""
+        return torch.sigmoid(logits) if self.multilabel else torch.softmax(logits, dim=1)
 
     def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
-        """Softmax over classes for a preprocessed batch (N, 3, H, W)."""
+        """Class probabilities for a preprocessed batch (N, 3, H, W)."""
         return self.outputs(batch)[0]
 
     def predict_images(self, images: Sequence[Image.Image]) -> np.ndarray:
@@ -233,8 +258,7 @@ class Predictor:
         if batch is None:
             return indices, np.zeros((0, len(self.classes)), dtype=np.float32), None, list(failed)
         logits, scores = split_outputs(forward(normalize_batch(batch, self.preprocess)))
-        return (indices, torch.softmax(logits, dim=1).numpy(), None if scores is None else scores.numpy(),
-                list(failed))
+        return (indices, self.activate(logits).numpy(), None if scores is None else scores.numpy(), list(failed))
 
     def _iter_per_core(self, dataset: _PathDataset, forward: Callable[[torch.Tensor], torch.Tensor]):  # noqa: ANN202
         """:meth:`iter_probabilities` with one thread per core, each decoding and running slices of
@@ -257,9 +281,13 @@ class Predictor:
         """The labelled answer for one image; ``ood_score`` (from :meth:`outputs`) decides "unknown"."""
         order = np.argsort(-probs)[:max(1, min(topk, len(self.classes)))]
         top = [{"label": self.classes[i], "score": round(float(probs[i]), 6)} for i in order]
+        labels = None
+        if self.multilabel:
+            chosen = [i for i in np.argsort(-probs) if probs[i] >= self.thresholds[i]]
+            labels = [{"label": self.classes[i], "score": round(float(probs[i]), 6)} for i in chosen]
         score = None if ood_score is None else round(float(ood_score), 6)
         unknown = score is not None and self.threshold is not None and score > self.threshold
-        return Prediction(path, top[0]["label"], top[0]["score"], top, unknown, score)
+        return Prediction(path, top[0]["label"], top[0]["score"], top, labels, unknown, score)
 
     def predict(self, inputs: Iterable[str | Path] | str | Path, topk: int = 5, batch_size: int = 32,
                 progress: Callable[[int, int], None] | None = None) -> list[Prediction]:

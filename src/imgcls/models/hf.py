@@ -130,6 +130,29 @@ def _take_head(hf_model: nn.Module) -> nn.Linear:
                      f"needs to resize the head; use a timm model or another transformers model")
 
 
+def to_transformers(model: HFClassifier, classes: list[str]) -> nn.Module:
+    """The plain transformers model again (its own classifier holding imgcls's head), labelled with
+    ``classes``: what ``save_pretrained`` writes and ``pipeline("image-classification")`` loads."""
+    import copy
+
+    hf_model = copy.deepcopy(model.hf)
+    head = copy.deepcopy(model.head)
+    for attr in CLASSIFIER_ATTRS:
+        module = getattr(hf_model, attr, None)
+        if isinstance(module, nn.Identity):
+            setattr(hf_model, attr, head)
+            break
+        if isinstance(module, nn.Sequential) and len(module) and isinstance(module[-1], nn.Identity):
+            module[-1] = head
+            break
+    else:
+        raise ModelError(f"{type(hf_model).__name__}: found no place for the classifier head")
+    hf_model.config.num_labels = len(classes)
+    hf_model.config.id2label = dict(enumerate(classes))
+    hf_model.config.label2id = {name: index for index, name in enumerate(classes)}
+    return hf_model.eval()
+
+
 def _accepts_interpolation(hf_model: nn.Module) -> bool:
     return "interpolate_pos_encoding" in inspect.signature(type(hf_model).forward).parameters
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ import torch
 from fastapi import FastAPI, File, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -129,6 +130,8 @@ def create_app(predictor: Predictor, limits: ServeLimits | None = None) -> FastA
     batcher = MicroBatcher(lambda batch: _probabilities_and_scores(predictor, batch), limits.max_batch,
                            limits.max_wait_ms)
     page = _page()
+    explainer: list[Any] = []  # built on the first /explain request: most servers never get one
+    explain_lock = threading.Lock()  # Grad-CAM keeps one request's activations on the explainer
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -162,7 +165,8 @@ def create_app(predictor: Predictor, limits: ServeLimits | None = None) -> FastA
                 "ood_threshold": predictor.threshold, "reject_rate": predictor.reject_rate if predictor.threshold
                 is not None else None,
                 "max_upload_mb": limits.max_upload_mb, "max_files": limits.max_files,
-                "images_predicted": batcher.images, "batches": batcher.batches}
+                "images_predicted": batcher.images, "batches": batcher.batches,
+                "explain": predictor.source.suffix.lower() in (".pt", ".pth", ".ckpt")}
 
     @app.post("/predict", summary="Classify one image (field `file`) or several (field `files`)")
     async def predict(file: Optional[UploadFile] = File(None, description="One image: answered with one object"),
@@ -184,4 +188,26 @@ def create_app(predictor: Predictor, limits: ServeLimits | None = None) -> FastA
                    for upload, row in zip(uploads, rows)]
         return results[0] if file is not None and not files else results
 
+    @app.post("/explain", summary="Where the model looked: a Grad-CAM overlay (PNG) of one image (field `file`)",
+              response_class=Response, responses={200: {"content": {"image/png": {}}}})
+    async def explain(file: UploadFile = File(..., description="One image")) -> Response:
+        data = await _read_upload(file, limits)
+        name = file.filename or "upload"
+        try:
+            image = await run_in_threadpool(load_image, data, predictor.preprocess.resize_size)
+        except ImageLoadError as exc:
+            raise UploadError(415, f"{name}: not a readable image ({exc.detail})") from None
+        png = await run_in_threadpool(_explain_png, explainer, explain_lock, predictor, image, name)
+        return Response(png, media_type="image/png")
+
     return app
+
+
+def _explain_png(explainer: list[Any], lock: threading.Lock, predictor: Predictor, image: Any, name: str) -> bytes:
+    """The overlay of one image; the Explainer (a second copy of the network) is made once, on first use."""
+    from imgcls.inference.explain import explainer_for
+
+    with lock:
+        if not explainer:
+            explainer.append(explainer_for(predictor.source))  # an exported graph: ImgclsError, answered 400
+        return explainer[0].explain_images([image], [name])[0].png()

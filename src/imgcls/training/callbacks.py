@@ -30,10 +30,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         atomic_write_bytes(Path(path), buffer.getvalue())
 
 
-def run_checkpoints(run: RunDir) -> list[ModelCheckpoint]:
-    """best.pt (highest val_acc, weights and metadata) and last.pt (full state for --resume), both
+def run_checkpoints(run: RunDir, monitor: str = "val_acc") -> list[ModelCheckpoint]:
+    """best.pt (highest ``monitor``, weights and metadata) and last.pt (full state for --resume), both
     written at the end of each epoch after the history callback has recorded the epoch."""
-    best = ModelCheckpoint(dirpath=run.path, filename="best", monitor="val_acc", mode="max", save_top_k=1,
+    best = ModelCheckpoint(dirpath=run.path, filename="best", monitor=monitor, mode="max", save_top_k=1,
                            save_weights_only=True, save_on_train_epoch_end=True, enable_version_counter=False)
     last = ModelCheckpoint(dirpath=run.path, filename="last", monitor=None, save_top_k=1,
                            save_on_train_epoch_end=True, enable_version_counter=False)
@@ -53,8 +53,9 @@ class RunHistory(Callback):
     Its state rides in every checkpoint, so a resumed run continues the same rows and clock.
     """
 
-    def __init__(self, run: RunDir, epoch_offset: int = 0):
+    def __init__(self, run: RunDir, epoch_offset: int = 0, monitor: str = "val_acc"):
         self.run = run
+        self.monitor = monitor  # what the best epoch is chosen by (as best.pt is)
         self.epochs: list[dict[str, Any]] = []
         self.seconds_before = 0.0  # wall time of earlier sessions of this run (resume)
         self.epoch_offset = epoch_offset  # epochs recorded by an earlier stage of the same run
@@ -92,15 +93,19 @@ class RunHistory(Callback):
         row = {"epoch": self.epoch_offset + trainer.current_epoch + 1, "train_loss": value("train_loss"),
                "train_acc": value("train_acc"), "val_loss": value("val_loss"), "val_acc": value("val_acc"),
                "lr": self._epoch_lr, "seconds": round(time.perf_counter() - self._epoch_start, 3)}
+        row.update({key: value(key) for key in EXTRA_VAL_METRICS if key in metrics})
         self.epochs = [r for r in self.epochs if r["epoch"] < row["epoch"]] + [row]
         if trainer.is_global_zero:
             self.write()
 
     def summary(self) -> dict[str, Any]:
-        scored = [r for r in self.epochs if r.get("val_acc") is not None]
-        best = max(scored, key=lambda r: r["val_acc"], default=None)  # first epoch reaching the max
-        return {"best_val_acc": best["val_acc"] if best else None, "best_epoch": best["epoch"] if best else None,
-                "wall_seconds": round(self.wall_seconds, 3), "epochs": self.epochs}
+        scored = [r for r in self.epochs if r.get(self.monitor) is not None]
+        best = max(scored, key=lambda r: r[self.monitor], default=None)  # first epoch reaching the max
+        summary = {"best_val_acc": best["val_acc"] if best else None, "best_epoch": best["epoch"] if best else None,
+                   "wall_seconds": round(self.wall_seconds, 3), "epochs": self.epochs}
+        if self.monitor != "val_acc":
+            summary["best_epoch_by"] = self.monitor
+        return summary
 
     def write(self) -> None:
         self.run.write_metrics(self.summary())
@@ -125,6 +130,8 @@ class SaveOnInterrupt(Callback):
                     self.run.path)
 
 
+# Logged by multi-label models beside val_acc (the exact-match ratio there): macro F1 at 0.5 and mAP.
+EXTRA_VAL_METRICS = ("val_f1", "val_map")
 SHOWN_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc")
 
 

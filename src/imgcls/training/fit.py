@@ -29,7 +29,8 @@ from imgcls.data.source import DataSource, resolve_data
 from imgcls.errors import ConfigError, TrainingInterrupted
 from imgcls.models.checkpoint import checkpoint_meta, load_checkpoint, read_checkpoint_file
 from imgcls.models.factory import SCRATCH_MODELS, CreatedModel, create_model, resolve_arch
-from imgcls.models.module import ClassifierModule
+from imgcls.models.multilabel import module_class, selection_metric
+from imgcls.models.task import is_multilabel
 from imgcls.rundir import RunDir
 from imgcls.runtime import cpu_loader_workers, usable_cpus
 from imgcls.training.callbacks import (AtomicCheckpointIO, EpochLog, EpochProgressBar, RunHistory, SaveOnInterrupt,
@@ -40,6 +41,7 @@ from imgcls.training.strategies import (Stage, apply_stage, default_head_epochs,
 from imgcls.training.distributed import (ProcessCount, create_run_dir, finish_launch, is_rank_zero,
                                          quiet_other_ranks, trainer_strategy)
 from imgcls.training.ema import ema_callbacks
+from imgcls.training.label_issues import training_suspects
 from imgcls.training.lr_find import resolve_auto_lr
 from imgcls.training.tracking import make_loggers
 
@@ -84,6 +86,7 @@ def resolve_config(config: TrainConfig, source: DataSource) -> TrainConfig:
         raise ConfigError(f"--strategy {strategy} needs pretrained weights, but {config.model} has none here "
                           f"(--no-pretrained or a scratch net); use --strategy scratch, or give --weights PATH")
     changes: dict[str, Any] = {
+        "task": resolve_task(config, source),
         "strategy": strategy,
         "pretrained": pretrained,
         "lr": config.lr or default_lr(strategy, config.optimizer),
@@ -100,6 +103,24 @@ def resolve_config(config: TrainConfig, source: DataSource) -> TrainConfig:
     return config
 
 
+def resolve_task(config: TrainConfig, source: DataSource) -> str:
+    """The task the data holds (labels.csv: multilabel); --task only confirms it, and multi-label refuses the
+    settings that assume one class per image."""
+    if config.task is not None and config.task != source.task:
+        found = "labels.csv (multi-label)" if source.task == "multilabel" else "class folders (one label each)"
+        raise ConfigError(f"--task {config.task}, but {source.spec} holds {found}; drop --task, or give "
+                          + ("a folder with labels.csv (path,labels)" if config.task == "multilabel"
+                             else "a folder of class folders"))
+    if source.task == "multilabel":
+        for name, value, off in (("mixup", config.mixup, 0), ("cutmix", config.cutmix, 0),
+                                 ("label_smoothing", config.label_smoothing, 0), ("balance", config.balance, "none"),
+                                 ("ema", config.ema, False)):
+            if value != off:
+                raise ConfigError(f"--{name.replace('_', '-')} assumes one class per image; multi-label training "
+                                  f"(labels.csv) does not support it: drop the flag")
+    return source.task
+
+
 def _recipe(config: TrainConfig, source: DataSource) -> dict[str, Any]:
     weights = None
     if config.balance == "loss":
@@ -108,7 +129,7 @@ def _recipe(config: TrainConfig, source: DataSource) -> dict[str, Any]:
         "optimizer": config.optimizer, "lr": config.lr, "weight_decay": config.weight_decay,
         "momentum": config.momentum, "scheduler": config.scheduler, "warmup_epochs": config.warmup_epochs,
         "epochs": config.epochs, "label_smoothing": config.label_smoothing, "mixup": config.mixup,
-        "cutmix": config.cutmix, "class_weights": weights,
+        "cutmix": config.cutmix, "class_weights": weights, "task": source.task,
     }
 
 
@@ -136,7 +157,8 @@ def _quiet_lightning() -> None:
 def build_trainer(config: TrainConfig, run: RunDir, callbacks: list[pl.Callback], epochs: int,
                   progress: pl.Callback) -> pl.Trainer:
     if config.patience:
-        callbacks = [*callbacks, EarlyStopping(monitor="val_acc", mode="max", patience=config.patience)]
+        callbacks = [*callbacks, EarlyStopping(monitor=selection_metric(config.task), mode="max",
+                                               patience=config.patience)]
     callbacks = [*ema_callbacks(config), *callbacks]  # first: EMA sets the epoch's val_acc before RunHistory reads it
     loggers = make_loggers(config, run)
     return pl.Trainer(max_epochs=epochs, accelerator="auto", devices=config.devices, num_nodes=config.num_nodes,
@@ -161,7 +183,7 @@ def prepare(config: TrainConfig, verb: str = "train") -> tuple[TrainConfig, Data
     resolve_arch(config.model)  # a mistyped --model fails now, not after checking every image
     source = resolve_data(config.data, val_split=config.val_split, seed=config.seed)
     describe_data(source)
-    if is_rank_zero():
+    if is_rank_zero() and source.task == "single":  # labels.csv rows were checked as they were read
         check_training_data(source)  # warns about leaks, label conflicts, duplicates, imbalance
     config = resolve_config(config, source)
     created = create_model(config.model, len(source.classes), pretrained=config.pretrained, weights=config.weights,
@@ -192,10 +214,11 @@ def fit(config: TrainConfig, source: DataSource, created: CreatedModel, run: Run
              " then ".join(f"{s.epochs} epoch(s) {'head only' if s.frozen else 'all layers'} at lr {s.lr:g}"
                            + (f", layer decay {s.layer_decay:g}" if s.layer_decay < 1 else "") for s in stages))
     log.info("run: %s", run.path)
-    history = RunHistory(run)
+    history = RunHistory(run, monitor=selection_metric(config.task))
     first, history.epoch_offset = resume_point(resume_from) if resume_from else (0, 0)
     best_state: dict[str, Any] | None = None
     val_features: dict[int, torch.Tensor] = {}  # stage index -> val embeddings, for stages trained on the cache
+    suspects = None
     for stage in stages[first:]:
         total = history.epoch_offset + sum(s.epochs for s in stages[stage.index:])  # for "epoch k of N"
         trainer, best, stage_val_features = fit_stage(config, source, created, run, stage, history, best_state,
@@ -203,21 +226,43 @@ def fit(config: TrainConfig, source: DataSource, created: CreatedModel, run: Run
                                                       total)
         if stage_val_features is not None:
             val_features[stage.index] = stage_val_features
+            if suspects is None and trainer.is_global_zero and source.files and source.task != "multilabel":
+                # the train embeddings are in the feature cache now: confident learning costs seconds
+                suspects = training_suspects(created.model, source, created.preprocess, created.spec.to_dict())
         if trainer.interrupted:
             raise TrainingInterrupted(f"training interrupted; resume with: imgcls train --resume {run.path}")
         best_state = best.state_dict()
         history.next_stage()
     if trainer.is_global_zero:
         history.write()
-        from imgcls.evaluation.report import write_run_report
+        probabilities = best_head_probabilities(run, created, val_features)
+        if source.task == "multilabel":  # thresholds are chosen on val, stored in best.pt, then reported
+            from imgcls.evaluation.multilabel_report import write_multilabel_run_report
 
-        from imgcls.training.trust import fit_trust
+            write_multilabel_run_report(run, source=source, probabilities=probabilities)
+        else:
+            from imgcls.evaluation.report import write_run_report
+            from imgcls.training.trust import fit_trust
 
-        trust = fit_trust(run, config, source)
-        probabilities = trust.val_probs if trust else best_head_probabilities(run, created, val_features)
-        write_run_report(run, source=source, probabilities=probabilities)
+            trust = fit_trust(run, config, source)  # temperature and "unknown" threshold, into best.pt
+            if trust is not None:
+                probabilities = trust.val_probs
+            report_suspects(suspects, config, run)
+            write_run_report(run, source=source, probabilities=probabilities,
+                             suspects=None if suspects is None else [s.to_dict() for s in suspects])
         finish_launch(config.out, config.name)
     return run
+
+
+def report_suspects(suspects: list | None, config: TrainConfig, run: RunDir) -> None:
+    if suspects is None:
+        log.info("suspect labels: `imgcls doctor %s --labels --model %s` lists training images whose label is "
+                 "probably wrong", config.data, run.path)
+        return
+    log.info("suspect labels: %d training image(s) look like another class (report.html lists them; "
+             "`imgcls doctor %s --labels --model %s` too)", len(suspects), config.data, run.path)
+    for suspect in suspects[:5]:
+        log.info("  %s: %s -> %s (%.2f)", suspect.path, suspect.given, suspect.likely, suspect.likely_prob)
 
 
 def best_head_probabilities(run: RunDir, created: CreatedModel,
@@ -233,7 +278,8 @@ def best_head_probabilities(run: RunDir, created: CreatedModel,
     model = created.model
     model.load_state_dict(best.state_dict)
     with torch.inference_mode():
-        return torch.softmax(model.eval().get_classifier()(features).float(), dim=1).numpy()
+        logits = model.eval().get_classifier()(features).float()
+        return (torch.sigmoid(logits) if is_multilabel(best.info) else torch.softmax(logits, dim=1)).numpy()
 
 
 def resume_point(last: Path) -> tuple[int, int]:
@@ -256,12 +302,12 @@ def fit_stage(config: TrainConfig, source: DataSource, created: CreatedModel, ru
              f"{sum(p.numel() for p in model.parameters() if p.requires_grad):,}",
              f"{sum(p.numel() for p in model.parameters()):,}", ", on cached features" if on_features else "")
     meta = checkpoint_meta(created.spec, source.classes, created.preprocess, strategy=config.strategy,
-                           stage=stage.index)
+                           stage=stage.index, task=source.task)
     recipe = {**_recipe(config, source), **settings, "inputs": "features" if on_features else "images",
               "epoch_offset": history.epoch_offset}
-    module = ClassifierModule(model, meta, recipe)
+    module = module_class(source.task)(model, meta, recipe)
     datamodule, val_features = make_datamodule(config, source, created, on_features)
-    best, last = run_checkpoints(run)
+    best, last = run_checkpoints(run, selection_metric(config.task))
     if best_state:
         best.load_state_dict(best_state)  # a later stage must beat the best epoch of the earlier ones
     progress = (EpochProgressBar if sys.stderr.isatty() else EpochLog)(total_epochs, history.epoch_offset)
@@ -289,7 +335,8 @@ def make_datamodule(config: TrainConfig, source: DataSource, created: CreatedMod
                                  balance=config.balance, seed=config.seed), val_set.features
     return ImageDataModule(source, created.preprocess, batch_size=config.batch_size, workers=config.workers,
                            augment=config.augment, hflip=config.hflip, balance=config.balance, seed=config.seed,
-                           decoded_cache=use_decoded_cache(config, source, created.preprocess)), None
+                           decoded_cache=source.task == "single" and use_decoded_cache(config, source,
+                                                                                       created.preprocess)), None
 
 
 def _restore_sigint(handler: Any) -> None:

@@ -25,6 +25,7 @@ from imgcls.errors import ConfigError
 from imgcls.models.checkpoint import checkpoint_meta
 from imgcls.models.factory import CreatedModel
 from imgcls.models.module import ClassifierModule
+from imgcls.models.multilabel import MultiLabelModule
 from imgcls.training.strategies import default_lr, freeze_backbone, unfreeze
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,10 @@ class _FinderModule(ClassifierModule):
         scheduler.step()
 
 
+class _MultiLabelFinderModule(MultiLabelModule):
+    lr_scheduler_step = _FinderModule.lr_scheduler_step
+
+
 def _search_strategy(strategy: str) -> str:
     # staged starts by training the head alone: its first (and main) learning rate is the head's.
     return "feature-extraction" if strategy == "staged" else strategy
@@ -73,7 +78,8 @@ def _finder_parts(config: TrainConfig, source: DataSource, created: CreatedModel
     settings = {"frozen": frozen, "inputs": "features" if on_features else "images"}
     placeholder = update_config(config, lr=default_lr(strategy, config.optimizer), scheduler="none")
     meta = checkpoint_meta(created.spec, source.classes, created.preprocess, strategy=config.strategy)
-    module = _FinderModule(created.model, meta, {**_recipe(placeholder, source), **settings})
+    finder_class = _MultiLabelFinderModule if source.task == "multilabel" else _FinderModule
+    module = finder_class(created.model, meta, {**_recipe(placeholder, source), **settings})
     datamodule, _ = make_datamodule(config, source, created, on_features)
     datamodule.setup("fit")
     return module, datamodule.train_dataloader()

@@ -1,0 +1,36 @@
+"""Classifier(images): the pipeline-style call, answering as predict does, for every form of input."""
+
+from __future__ import annotations
+
+import pytest
+from PIL import Image
+
+from imgcls import Classifier
+from imgcls.errors import DataError
+
+
+@pytest.fixture(scope="module")
+def classifier(tiny_run):
+    return Classifier.load(tiny_run)
+
+
+def test_call_forms_answer_as_predict(classifier, tiny_data):
+    folder = tiny_data / "val" / "checker"
+    expected = classifier.predict(folder, topk=2)
+    files = sorted(str(p) for p in folder.iterdir())
+    assert classifier(folder, topk=2) == expected
+    assert classifier(files, topk=2) == expected
+    assert classifier(files[0], topk=2) == expected[0]
+    with Image.open(files[0]) as opened:
+        assert classifier(opened, topk=2) == expected[0]  # opened from a file: its path is known
+    pictures = [Image.open(f).convert("RGBA") for f in files[:3]]  # odd modes are converted, as predict does
+    answers = classifier(pictures, topk=2)
+    assert [a["label"] for a in answers] == [e["label"] for e in expected[:3]]
+    assert all(a["path"] is None for a in answers)
+    assert max(abs(a["score"] - e["score"]) for a, e in zip(answers, expected)) < 1e-4
+
+
+def test_mixed_lists_are_a_user_error(classifier, tiny_data):
+    picture = Image.new("RGB", (32, 32))
+    with pytest.raises(DataError, match="not both"):
+        classifier([picture, tiny_data / "val"])
