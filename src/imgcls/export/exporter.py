@@ -21,6 +21,7 @@ from imgcls.export.metadata import ExportMeta
 from imgcls.export.parity import Parity, Reference, calibration_batches, check_inputs
 from imgcls.inference.predictor import Predictor, resolve_model_path
 from imgcls.models.checkpoint import load_checkpoint
+from imgcls.models.ood import deployed, public_ood
 from imgcls.rundir import refused_writes
 
 log = logging.getLogger(__name__)
@@ -145,7 +146,9 @@ def export_model(model: str | Path, fmt: str = "onnx", quantize: str | None = No
     meta = ExportMeta(checkpoint.classes, checkpoint.preprocess, checkpoint.spec.to_dict(),
                       {"exported_format": fmt, "quantization": quantize or "none", "source": str(checkpoint_path),
                        "epoch": checkpoint.info.get("epoch"), "imgcls_version": __version__,
-                       **{key: checkpoint.info[key] for key in TASK_KEYS if key in checkpoint.info}})
+                       **{key: checkpoint.info[key] for key in TASK_KEYS if key in checkpoint.info},
+                       **({"calibration": checkpoint.info["calibration"]} if checkpoint.info.get("calibration") else {}),
+                       **({"ood": public_ood(checkpoint.info["ood"])} if checkpoint.info.get("ood") else {})})
     reference_predictor = Predictor.load(checkpoint_path)
     source = _check_data(checkpoint_path, data)
     inputs = check_inputs(reference_predictor, source, limit=check_limit)
@@ -156,7 +159,8 @@ def export_model(model: str | Path, fmt: str = "onnx", quantize: str | None = No
     int8_tmp = target.with_name(f".{target.stem}.quantized-tmp{target.suffix}")
     try:
         with refused_writes(target):  # a full or read-only disk: one line naming the file
-            parity = _write_and_verify(checkpoint.build(), meta, fmt, tmp, reference)
+            # The graph divides the logits by the temperature and outputs the OOD score: files run as best.pt does.
+            parity = _write_and_verify(deployed(checkpoint.build(), checkpoint.info), meta, fmt, tmp, reference)
         if not parity.max_abs_diff <= tolerance:  # NaN fails too
             raise ExportError(f"the {fmt} export does not match PyTorch: probabilities differ by up to "
                               f"{parity.max_abs_diff:.2g} (tolerance {tolerance:g}) on {inputs.description}; "

@@ -274,7 +274,11 @@ def fit(config: TrainConfig, source: DataSource, created: CreatedModel, run: Run
             write_multilabel_run_report(run, source=source, probabilities=probabilities)
         else:
             from imgcls.evaluation.report import write_run_report
+            from imgcls.training.trust import fit_trust
 
+            trust = fit_trust(run, config, source)  # temperature and "unknown" threshold, into best.pt
+            if trust is not None:
+                probabilities = trust.val_probs
             report_suspects(suspects, config, run)
             write_run_report(run, source=source, probabilities=probabilities,
                              suspects=None if suspects is None else [s.to_dict() for s in suspects])
