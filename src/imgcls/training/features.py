@@ -133,7 +133,7 @@ def extract(model: nn.Module, dataset: Any, batch_size: int, workers: int, desc:
                 images = images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
                 features.append(forward_in_slices(partial(embed, model), images, device.type == "cpu").float().cpu())
                 labels.append(torch.as_tensor(targets))
-            bar.update(min(batch_size, len(dataset) - bar.n))
+            bar.update(min(batch_size, len(dataset) - bar.done))
     if not features:
         return FeatureSet(torch.zeros(0, 0), torch.zeros(0, dtype=torch.long))
     return FeatureSet(torch.cat(features), torch.cat(labels).long())
