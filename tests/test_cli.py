@@ -68,7 +68,7 @@ def test_predict_json_for_files_and_folders(cli_run: Path, tiny_data: Path) -> N
     assert len(predictions) == 9
     assert predictions[-1]["path"] == str(one)
     for p in predictions:
-        assert set(p) == {"path", "label", "score", "topk"}
+        assert set(p) == {"path", "label", "score", "topk", "unknown", "ood_score"}
         assert len(p["topk"]) == 2 and p["topk"][0] == {"label": p["label"], "score": p["score"]}
         assert p["topk"][0]["score"] >= p["topk"][1]["score"]
 

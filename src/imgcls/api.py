@@ -58,16 +58,21 @@ class Classifier:
 
     # using a model -------------------------------------------------------------------------------
     @classmethod
-    def load(cls, path: str | Path, device: str = "cpu") -> Classifier:
-        """A run directory, ``.pt`` checkpoint, exported ``.onnx``, TorchScript ``.ts`` or OpenVINO ``.xml`` file."""
+    def load(cls, path: str | Path, device: str = "cpu", reject_rate: float | None = 0.05) -> Classifier:
+        """A run directory, ``.pt`` checkpoint, exported ``.onnx``, TorchScript ``.ts`` or OpenVINO ``.xml`` file.
+
+        ``reject_rate`` is the share of known images (the run's val photos) the model calls unknown, which
+        sets its threshold; None never answers unknown (``--no-reject``)."""
         from imgcls.inference.predictor import Predictor
 
-        return cls(Predictor.load(path, device=device), RunDir.of(path))
+        return cls(Predictor.load(path, device=device, reject_rate=reject_rate), RunDir.of(path))
 
     def predict(self, inputs: str | Path | Iterable[str | Path], topk: int = 5, batch_size: int = 32,
                 progress: Callable[[int, int], None] | None = None, **files: Any) -> list[dict[str, Any]]:
-        """``[{"path", "label", "score", "topk": [{"label", "score"}]}]`` for image files and folders; a multi-label
-        model answers ``"labels": [{"label", "score"}]`` (every class over its threshold) in place of label/score.
+        """``[{"path", "label", "score", "topk": [{"label", "score"}], "unknown", "ood_score"}]`` for image files and
+        folders; ``unknown`` is true for a picture of none of the classes (``ood_score`` above the threshold), and
+        false with ``ood_score`` None for models without OOD data. A multi-label model answers
+        ``"labels": [{"label", "score"}]`` (every class over its threshold) in place of label/score.
         ``files``: as for :meth:`iter_predict`."""
         return list(self.iter_predict(inputs, topk, batch_size, progress, **files))
 
@@ -150,20 +155,29 @@ class Classifier:
         return results
 
     def evaluate(self, data: str | Path | None = None, split: str = "val", *, tta: bool = False,
-                 out: str | Path | None = None, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+                 out: str | Path | None = None, ood: str | Path | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
         """Metrics on a split of ``data`` (default: the run's own data and split), in the shape of
         ``imgcls evaluate --json``. ``tta`` averages each image with its mirror image; ``out`` is a folder
-        to write the pictures, evaluation.json and report.html into."""
+        to write the pictures, evaluation.json and report.html into; ``ood`` a folder of pictures of none of
+        the classes, which adds ``"ood": {"auroc", "rejected", "accepted_known", ...}``."""
         from imgcls.data.source import data_for
         from imgcls.evaluation.evaluate import evaluate_predictor
 
         source = data_for(self.path, str(data) if data is not None else None)
         evaluation = evaluate_predictor(self.predictor, source, split, tta=tta, progress=progress)
+        ood_result = None
+        if ood is not None:
+            from imgcls.evaluation.ood import evaluate_ood
+
+            ood_result = evaluate_ood(self.predictor, getattr(evaluation, "ood_scores", None), ood)
         if out is not None:
             from imgcls.evaluation.report import write_report
 
-            write_report(out, evaluation, self.predictor.source, source, self.run)
-        return evaluation.metrics
+            write_report(out, evaluation, self.predictor.source, source, self.run, ood=ood_result)
+        if ood_result is None:
+            return evaluation.metrics
+        return {**evaluation.metrics, "ood": ood_result.to_dict()}
 
     def explain(self, inputs: str | Path | Iterable[str | Path], out: str | Path, *,
                 target: str | None = None) -> list[dict[str, Any]]:

@@ -10,6 +10,7 @@ import atexit
 import json
 import logging
 import os
+import signal
 import sys
 import threading
 import unicodedata
@@ -19,7 +20,7 @@ from typing import Any, Optional
 import typer
 
 from imgcls.cli_options import option_help, with_train_options
-from imgcls.errors import ImgclsError
+from imgcls.errors import ImgclsError, storage_error
 from imgcls.runtime import tune_process
 
 app = typer.Typer(
@@ -29,6 +30,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
+VERBOSE_HELP = "Also log details: each file ignored as not an image, each step."
 TRAIN_FLAGS = "Training settings (defaults in parentheses are decided from the data and model when empty)"
 
 
@@ -45,21 +47,10 @@ def _echo_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
-def _progress(total_hint: str):  # noqa: ANN202 - returns a callback
-    from tqdm import tqdm
+def _progress(desc: str):  # noqa: ANN202 - returns a callback
+    from imgcls.progress import Progress
 
-    bar = None
-
-    def update(done: int, total: int) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = tqdm(total=total, desc=total_hint, unit="img", file=sys.stderr, disable=total < 64, leave=False)
-        bar.n = done
-        bar.refresh()
-        if done >= total:
-            bar.close()
-
-    return update
+    return Progress(desc)
 
 
 # train ------------------------------------------------------------------------------------------
@@ -69,12 +60,13 @@ def train(
     data: Optional[str] = typer.Argument(None, help=option_help("data", default=False)),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue an interrupted run from its last.pt."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML file of settings (keys as flags; flags win)."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help=VERBOSE_HELP),
     **settings: Any,
 ) -> None:
     """Train a classifier on DATA; writes a run directory and prints its path last."""
     from imgcls.api import Classifier
 
-    _setup_logging()
+    _setup_logging(verbose)
     if resume is not None:
         classifier = Classifier.resume(resume)
     else:
@@ -138,6 +130,13 @@ def _report_text(metrics: dict[str, Any]) -> str:
     lines.append(f"{'macro F1':{width}}  {'':9}  {'':6}  {metrics['macro_f1']:8.4f}  {total:7d}")
     if "top5" in metrics:
         lines.append(f"{'top-5 acc':{width}}  {'':9}  {'':6}  {metrics['top5']:8.4f}  {total:7d}")
+    if "ood" in metrics:
+        ood = metrics["ood"]
+        lines.append(f"\nunknown answers ({ood['method']}): {ood['rejected']:.1%} of {ood['images']} pictures in "
+                     f"{ood['folder']} rejected, {ood['accepted_known']:.1%} of {ood['known_images']} known images "
+                     f"accepted, AUROC {ood['auroc']:.3f}")
+        lines.extend(f"  {name}: {part['rejected']:.1%} of {part['images']} rejected"
+                     for name, part in ood["per_folder"].items())
     return "\n".join(lines)
 
 
@@ -157,6 +156,15 @@ def _multilabel_text(metrics: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+REJECT_RATE_HELP = ("Share of known images (the run's val photos) answered 'unknown'; sets the threshold of the "
+                    "out-of-distribution score.")
+NO_REJECT_HELP = "Never answer 'unknown' (the closest class always)."
+
+
+def _reject_rate(reject_rate: float, no_reject: bool) -> float | None:
+    return None if no_reject else reject_rate
+
+
 @app.command()
 def evaluate(
     model: Path = typer.Argument(..., help="Run directory, .pt checkpoint, .onnx, .ts or OpenVINO .xml file."),
@@ -166,16 +174,21 @@ def evaluate(
     tta: bool = typer.Option(False, "--tta", help="Test-time augmentation: average each image with its mirror."),
     out: Optional[Path] = typer.Option(None, "--out", help="Folder for report.html and pictures "
                                                            "(default RUN/eval-SPLIT, or beside a model file)."),
+    ood: Optional[Path] = typer.Option(None, "--ood", help="Folder of pictures of none of the classes: report "
+                                                           "how many the model answers 'unknown' (and AUROC)."),
+    reject_rate: float = typer.Option(0.05, "--reject-rate", min=0.0, max=0.99, help=REJECT_RATE_HELP),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help=VERBOSE_HELP),
 ) -> None:
     """Accuracy, macro F1, per-class report and confusion matrix of a model on a split; writes report.html."""
     from imgcls.api import Classifier
     from imgcls.evaluation.evaluate import default_report_dir
 
-    _setup_logging()
+    _setup_logging(verbose)
     if split not in ("val", "test"):
         raise ImgclsError(f"--split must be val or test, not {split!r}")
     out = out or default_report_dir(model, split, data, tta)
-    metrics = Classifier.load(model).evaluate(data, split=split, tta=tta, out=out, progress=_progress("evaluate"))
+    metrics = Classifier.load(model, reject_rate=reject_rate).evaluate(data, split=split, tta=tta, out=out, ood=ood,
+                                                                       progress=_progress("evaluate"))
     if as_json:
         _echo_json(metrics)
         typer.echo(f"report: {out / 'report.html'}", err=True)
@@ -228,15 +241,18 @@ def predict(
                                                                        "DIR/<predicted class>/, never overwriting; "
                                                                        "DIR/manifest.csv says what went where."),
     move: bool = typer.Option(False, "--move", help="With --sort-into: move the images instead."),
+    reject_rate: float = typer.Option(0.05, "--reject-rate", min=0.0, max=0.99, help=REJECT_RATE_HELP),
+    no_reject: bool = typer.Option(False, "--no-reject", help=NO_REJECT_HELP),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help=VERBOSE_HELP),
 ) -> None:
-    """Predict the class of image files and folders (multi-label models: every label over its threshold);
-    optionally write a CSV and sort the images by class."""
+    """Predict the class of image files and folders ('unknown' for pictures of none of the classes; multi-label
+    models: every label over its threshold); optionally write a CSV and sort the images by class."""
     from imgcls.api import Classifier
 
-    _setup_logging()
+    _setup_logging(verbose)
     if as_json and jsonl:
         raise ImgclsError("give --json (one list) or --jsonl (one object per line), not both")
-    classifier = Classifier.load(model)
+    classifier = Classifier.load(model, reject_rate=_reject_rate(reject_rate, no_reject))
     results = classifier.iter_predict(images, topk=topk, batch_size=batch_size, progress=_progress("predict"),
                                       csv=csv_path, sort_into=sort_into, move=move)
     if as_json:
@@ -248,6 +264,8 @@ def predict(
         elif "labels" in r:  # multi-label: every label over its threshold
             sys.stdout.write(f"{r['path']}\t" + (", ".join(f"{t['label']} {t['score']:.3f}" for t in r["labels"])
                                                  or "-") + "\n")
+        elif r.get("unknown"):
+            sys.stdout.write(f"{r['path']}\tunknown (closest: {r['label']} {r['score']:.2f})\n")
         else:
             others = ", ".join(f"{t['label']} {t['score']:.3f}" for t in r["topk"][1:])
             sys.stdout.write(f"{r['path']}\t{r['label']}\t{r['score']:.4f}" + (f"\t({others})" if others else "")
@@ -380,13 +398,16 @@ def serve(
                                                   "together are batched)."),
     max_wait_ms: float = typer.Option(5.0, min=0.0, help="How long a forward pass waits for more requests."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
+    reject_rate: float = typer.Option(0.05, "--reject-rate", min=0.0, max=0.99, help=REJECT_RATE_HELP),
+    no_reject: bool = typer.Option(False, "--no-reject", help=NO_REJECT_HELP),
 ) -> None:
     """HTTP API (/predict, /health, /docs) and an upload page (/) for a model."""
     from imgcls.api import Classifier
 
     _setup_logging()
-    Classifier.load(model, device=device).serve(host=host, port=port, max_upload_mb=max_upload_mb,
-                                                max_files=max_files, max_batch=max_batch, max_wait_ms=max_wait_ms)
+    classifier = Classifier.load(model, device=device, reject_rate=_reject_rate(reject_rate, no_reject))
+    classifier.serve(host=host, port=port, max_upload_mb=max_upload_mb, max_files=max_files, max_batch=max_batch,
+                     max_wait_ms=max_wait_ms)
 
 
 # split ------------------------------------------------------------------------------------------
@@ -420,12 +441,13 @@ def doctor(
     model: Optional[Path] = typer.Option(None, "--model", help="With --labels: a run (or .pt) whose backbone "
                                                                "embeds the images (default: pretrained "
                                                                "efficientnet_lite0)."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help=VERBOSE_HELP),
 ) -> None:
     """Check a data folder before training: broken files, odd images, duplicates, leaks (--labels: wrong labels)."""
     from imgcls.api import doctor as run_doctor
     from imgcls.data.doctor import format_report
 
-    _setup_logging()
+    _setup_logging(verbose)
     report = run_doctor(data, labels=labels, model=model, progress=_progress("doctor"), workers=workers)
     if as_json:
         _echo_json(report.to_dict())
@@ -478,8 +500,23 @@ def models_command(
     typer.echo(format_table(entries))
 
 
+class _Terminated(BaseException):
+    """SIGTERM outside a training loop (which stops at a batch boundary by itself)."""
+
+
+_MAIN_PID = os.getpid()
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    if os.getpid() != _MAIN_PID:  # a forked loader worker: just end, the main process reports
+        os._exit(128 + signum)
+    raise _Terminated
+
+
 def main() -> None:
     tune_process()  # before torch loads; a command owns its process, a library user opts in
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         app()
     except ImgclsError as exc:
@@ -488,6 +525,15 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
+    except _Terminated:
+        typer.echo("terminated by SIGTERM", err=True)
+        sys.exit(143)
+    except OSError as exc:  # a full or read-only disk under a writer that is not imgcls's own (a logger)
+        refused = storage_error(exc)
+        if refused is None:
+            raise
+        typer.echo(f"error: {refused}", err=True)
+        sys.exit(refused.exit_code)
 
 
 def run() -> None:

@@ -117,6 +117,8 @@ class TrainConfig(BaseModel):
     ema_decay: float = Field(0.999, gt=0, lt=1, description="EMA decay, reached after a warm-up")
     accumulate: int = Field(1, ge=1, description="Batches whose gradients add up before each optimizer step")
     grad_clip: float | None = Field(None, gt=0, description="Clip the gradient norm to this value (off)")
+    calibrate: bool = Field(True, description="After training, fit a temperature on val so scores are calibrated, "
+                            "in best.pt and every export")
 
     @field_validator("strategy", mode="before")
     @classmethod

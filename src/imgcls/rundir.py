@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from imgcls.errors import RunDirError, first_line
+from imgcls.cache import cache_dir
+from imgcls.errors import RunDirError, first_line, storage_error
 
 
 def _umask() -> int:
@@ -26,17 +30,56 @@ def _umask() -> int:
 _FILE_MODE = 0o666 & ~_umask()  # what open() would give; mkstemp's files are private (0600)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+def write_fix(path: Path) -> str:
+    """How to get a write to ``path`` through: another cache folder for caches, else another --out."""
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(tmp, _FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        Path(path).resolve().relative_to(cache_dir().resolve())
+    except ValueError:
+        return "use --out on another disk"
+    return "point IMGCLS_CACHE at another disk"
+
+
+@contextmanager
+def refused_writes(path: str | os.PathLike) -> Iterator[None]:
+    """Turns a write that the disk refuses (full, over quota, read-only, no permission) into a
+    :class:`StorageError` naming ``path``: one line for the user instead of a traceback."""
+    try:
+        yield
+    except OSError as exc:
+        refused = storage_error(exc, path, write_fix(Path(path)))
+        if refused is None or refused is exc:
+            raise
+        raise refused from None
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """``data`` into ``path`` through a temp file and a rename: the old file or the new one, never half
+    of one. A disk that refuses the write raises :class:`StorageError` naming ``path``."""
+    path = Path(path)
+    with refused_writes(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            os.chmod(tmp, _FILE_MODE)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def atomic_copy(source: Path, target: Path) -> None:
+    """A copy of ``source`` (with its times) that appears at ``target`` only once complete."""
+    target = Path(target)
+    tmp = target.with_name(f".{target.name}.tmp")
+    with refused_writes(target):
+        try:
+            shutil.copy2(source, tmp)
+            os.replace(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
 
 def atomic_write_text(path: Path, text: str) -> None:

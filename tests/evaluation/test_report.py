@@ -95,6 +95,7 @@ class MirrorRecorder:
 
     classes = ["left-dark", "left-bright"]
     preprocess = Preprocess(img_size=32)
+    info: dict = {}
 
     def __init__(self) -> None:
         self.calls = 0
@@ -106,6 +107,9 @@ class MirrorRecorder:
         self.calls += 1
         left = batch[:, :, :, : batch.shape[3] // 2].mean(dim=(1, 2, 3))
         return torch.stack([1 - left, left], dim=1)
+
+    def outputs(self, batch: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return self.probabilities(batch), None
 
 
 def test_tta_averages_each_image_with_its_mirror(tmp_path: Path) -> None:

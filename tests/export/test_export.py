@@ -14,7 +14,7 @@ from imgcls.errors import ExportError
 from imgcls.export.exporter import export_model
 from imgcls.inference.predictor import Predictor
 from imgcls.models.checkpoint import load_checkpoint
-from tests.helpers import run_cli
+from tests.helpers import REPO, run_cli
 
 FORMATS = {"onnx": "best.onnx", "torchscript": "best.ts", "openvino": "best.xml"}
 
@@ -133,3 +133,16 @@ def test_cli_export_prints_the_path_last_and_exits_2_on_mistakes(exported_run, t
     assert bad.returncode == 2
     assert bad.stderr.strip().count("\n") == 0 and "--format onnx" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_exports_output_the_ood_score_and_answer_unknown_as_pytorch_does(exported_run, export_summaries):
+    import onnx
+
+    glyphs = REPO / "examples" / "ood" / "glyphs"
+    assert [o.name for o in onnx.load(str(exported_run / "best.onnx")).graph.output] == ["logits", "ood_score"]
+    torch_rows = Predictor.load(exported_run / "best.pt", reject_rate=0.5).predict(glyphs)
+    for fmt, name in FORMATS.items():
+        assert export_summaries[fmt]["parity"]["ood_max_abs_diff"] < 1e-4
+        rows = Predictor.load(exported_run / name, reject_rate=0.5).predict(glyphs)
+        assert [p.unknown for p in rows] == [p.unknown for p in torch_rows]
+        assert [p.ood_score for p in rows] == pytest.approx([p.ood_score for p in torch_rows], abs=1e-4)

@@ -6,14 +6,17 @@ embeddings (feature extraction trains its head on those, see ``training/features
 
 from __future__ import annotations
 
+import signal
 from collections import Counter
 from typing import Any
 
 import lightning.pytorch as pl
+from lightning.fabric.utilities.seed import pl_worker_init_function
 import torch
-from torch.utils.data import DataLoader, Dataset, TensorDataset, WeightedRandomSampler
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from imgcls.data.presets import EvalPreset, Preprocess, TrainPreset, normalize_batch
+from imgcls.data.sampling import EpochSampler
 from imgcls.data.source import DataSource
 
 
@@ -25,16 +28,21 @@ def class_weights(labels: list[int], num_classes: int) -> torch.Tensor:
     return weights
 
 
-def train_order(labels: list[int], num_classes: int, batch_size: int, balance: str, seed: int) -> dict[str, Any]:
-    """DataLoader arguments for training: seeded shuffling, or class-balanced sampling (--balance sampler)."""
+def train_order(labels: list[int], num_classes: int, batch_size: int, balance: str, seed: int,
+                resume_at: tuple[int, int] | None = None) -> dict[str, Any]:
+    """DataLoader arguments for training: seeded shuffling, or class-balanced sampling (--balance sampler);
+    ``resume_at=(epoch, samples)`` continues an epoch after the samples an earlier session trained on."""
     # A last batch of one sample breaks BatchNorm in training mode; drop just that case.
     drop_last = len(labels) % batch_size == 1
-    generator = torch.Generator().manual_seed(seed)
-    if balance == "sampler":
-        weights = class_weights(labels, num_classes)[labels]
-        sampler = WeightedRandomSampler(weights, num_samples=len(labels), replacement=True, generator=generator)
-        return {"sampler": sampler, "drop_last": drop_last}
-    return {"shuffle": True, "generator": generator, "drop_last": drop_last}
+    weights = class_weights(labels, num_classes)[labels] if balance == "sampler" else None
+    return {"sampler": EpochSampler(len(labels), seed, weights, resume_at), "drop_last": drop_last}
+
+
+def _training_worker_init(worker_id: int) -> None:
+    """Lightning's per-worker seeding, and SIGTERM left to the main process: a scheduler signals every
+    process of the job, and the main one stops after the batch in flight, which needs its workers."""
+    pl_worker_init_function(worker_id)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 class ImageDataModule(pl.LightningDataModule):
@@ -46,6 +54,7 @@ class ImageDataModule(pl.LightningDataModule):
         self.batch_size, self.workers = batch_size, workers
         self.augment, self.hflip, self.balance, self.seed = augment, hflip, balance, seed
         self.decoded_cache = decoded_cache  # read uint8 pixels from data/decoded_cache.py instead of files
+        self.resume_at: tuple[int, int] | None = None  # (epoch, samples done) of a run resumed mid-epoch
 
     def prepare_data(self) -> None:
         if self.decoded_cache:  # one process per node decodes; DDP peers wait at Lightning's barrier
@@ -70,13 +79,15 @@ class ImageDataModule(pl.LightningDataModule):
     def _loader(self, dataset: Dataset, **kwargs: Any) -> DataLoader:
         workers = self.workers
         # Worker processes outlive epochs (no re-fork per epoch); with CUDA, batches go to pinned memory.
-        extra = {"persistent_workers": True, "prefetch_factor": 4} if workers > 0 else {}
+        extra = ({"persistent_workers": True, "prefetch_factor": 4, "worker_init_fn": _training_worker_init}
+                 if workers > 0 else {})
         return DataLoader(dataset, batch_size=self.batch_size, num_workers=workers,
                           pin_memory=torch.cuda.is_available(), **extra, **kwargs)
 
     def train_dataloader(self) -> DataLoader:
         labels = self.source.labels("train")
-        order = train_order(labels, len(self.source.classes), self.batch_size, self.balance, self.seed)
+        order = train_order(labels, len(self.source.classes), self.batch_size, self.balance, self.seed,
+                            self.resume_at)
         return self._loader(self.train_set, **order)
 
     def val_dataloader(self) -> DataLoader:
@@ -100,10 +111,11 @@ class FeatureDataModule(pl.LightningDataModule):
         super().__init__()
         self.train_set, self.val_set = TensorDataset(*train), TensorDataset(*val)
         self.num_classes, self.batch_size, self.balance, self.seed = num_classes, batch_size, balance, seed
+        self.resume_at: tuple[int, int] | None = None  # (epoch, samples done) of a run resumed mid-epoch
 
     def train_dataloader(self) -> DataLoader:
         labels = self.train_set.tensors[1].tolist()
-        order = train_order(labels, self.num_classes, self.batch_size, self.balance, self.seed)
+        order = train_order(labels, self.num_classes, self.batch_size, self.balance, self.seed, self.resume_at)
         return DataLoader(self.train_set, batch_size=self.batch_size, **order)
 
     def val_dataloader(self) -> DataLoader:

@@ -22,7 +22,6 @@ import logging
 import math
 import os
 import shutil
-import sys
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -109,7 +108,7 @@ def _decode_into_slots(job: tuple[list[int], list[str], int]) -> list[tuple[int,
 
 def build(paths: Sequence[str], side: int, folder: Path, workers: int) -> None:
     """Write the cache into ``folder`` (a temporary one; :func:`open_or_build` renames it into place)."""
-    from tqdm import tqdm
+    from imgcls.progress import Progress
 
     folder.mkdir(parents=True, exist_ok=True)
     count, slot = len(paths), slot_bytes(side)
@@ -118,8 +117,7 @@ def build(paths: Sequence[str], side: int, folder: Path, workers: int) -> None:
     shapes = np.zeros((count, 2), dtype=np.int32)
     chunk = 16
     jobs = [(list(range(i, min(i + chunk, count))), list(paths[i:i + chunk]), side) for i in range(0, count, chunk)]
-    bar = tqdm(total=count, desc="decoding images into the cache", unit="img", file=sys.stderr,
-               disable=count < 64, leave=False)
+    bar = Progress("decoding images into the cache", count)
     failed = []
     with ProcessPoolExecutor(max(1, workers), initializer=_open_for_writing,
                              initargs=(str(file), max(1, count), slot)) as pool:

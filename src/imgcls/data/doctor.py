@@ -17,7 +17,7 @@ from typing import Any
 
 from imgcls.data.cifar import is_cifar10_spec
 from imgcls.data.filecheck import FileRecord, Progress, inspect_files
-from imgcls.data.folders import class_dirs, class_files, data_folder
+from imgcls.data.folders import class_dirs, data_folder, is_junk_file, report_ignored, walk_files
 from imgcls.data.labels_csv import labels_csv_of
 from imgcls.data.similar import duplicate_problems
 from imgcls.errors import DataError
@@ -32,6 +32,7 @@ KINDS = {
     "corrupt": "an image file that cannot be decoded (truncated download, damaged file): skipped",
     "not-an-image": "a file named like an image that is not one (text or HTML saved as .jpg): skipped",
     "decompression-bomb": "an image too large to decode safely: skipped",
+    "too-slow": "an image that takes too long to decode (a pathological file): skipped",
     "ignored-file": "a file of a type imgcls does not read (.heic, .txt, ...): ignored",
     "unusual-mode": "an image stored unlike most (RGBA, palette, CMYK, 16-bit, grey): converted to RGB",
     "tiny": "an image far smaller than the others: blown up to the input size",
@@ -54,6 +55,7 @@ FILE_FIXES = {
                     "delete it; training skips it",
     "decompression-bomb": "downscale it if it is a real photo, else delete it; training skips it",
     "missing": "check the file's permissions; training skips it",
+    "too-slow": "re-export it as JPEG or PNG, or delete it; training skips it",
 }
 MODE_NOTES = {
     "RGBA": "transparent areas become white", "LA": "grey with transparency; transparent areas become white",
@@ -84,6 +86,7 @@ class Listing:
     layout: str  # "train-val" (train/ val/ test/) | "class-folders" (split by imgcls when training)
     files: dict[str, dict[str, list[str]]]
     others: list[str] = field(default_factory=list)  # files of types imgcls does not read
+    junk: list[str] = field(default_factory=list)  # what file managers leave (.DS_Store, Thumbs.db)
 
     @property
     def train_split(self) -> str:
@@ -134,9 +137,11 @@ def list_data(spec: str | Path) -> Listing:
     for split, folder in parts.items():
         listing.files[split] = {}
         for name, class_folder in class_dirs(folder).items():
-            images, others = class_files(class_folder)
+            images, others = walk_files(class_folder)
             listing.files[split][name] = images
-            listing.others += others
+            listing.others += [path for path in others if not is_junk_file(Path(path).name)]
+            listing.junk += [path for path in others if is_junk_file(Path(path).name)]
+    report_ignored(listing.others + listing.junk, root)
     return listing
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import os
 import unicodedata
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,17 +76,38 @@ def is_junk_file(name: str) -> bool:
     return name.startswith(".") or name.lower() in JUNK_FILES
 
 
-def class_files(folder: Path) -> tuple[list[str], list[str]]:
-    """(image files, other files that are not junk) under ``folder``, nested folders included, sorted."""
-    images, others = [], []
+def walk_files(folder: Path) -> tuple[list[str], list[str]]:
+    """(image files, every other file) under ``folder``, nested folders included (hidden ones not), sorted."""
+    images, ignored = [], []
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
-            if is_image_file(name):
-                images.append(os.path.join(dirpath, name))
-            elif not is_junk_file(name):
-                others.append(os.path.join(dirpath, name))
-    return images, others
+            (images if is_image_file(name) else ignored).append(os.path.join(dirpath, name))
+    return images, ignored
+
+
+def class_files(folder: Path) -> tuple[list[str], list[str]]:
+    """(image files, other files that are not junk) under ``folder``, nested folders included, sorted."""
+    images, ignored = walk_files(folder)
+    return images, [path for path in ignored if not is_junk_file(Path(path).name)]
+
+
+def ignored_note(ignored: Sequence[str]) -> str:
+    """'ignored 310 files that are not images by their extension (.txt 2, .bin 11, ...)', most common first."""
+    kinds = Counter(Path(path).suffix.lower() or "no extension" for path in ignored)
+    listed = ", ".join(f"{kind} {count}" for kind, count in kinds.most_common(8))
+    more = ", ..." if len(kinds) > 8 else ""
+    return f"ignored {len(ignored)} file{'s' * (len(ignored) != 1)} that are not images by their extension " \
+           f"({listed}{more}); --verbose names them"
+
+
+def report_ignored(ignored: Sequence[str], where: str | Path) -> None:
+    """One line counting the files passed over as not images, and each one's name with --verbose."""
+    if not ignored:
+        return
+    log.info("%s: %s", where, ignored_note(ignored))
+    for path in ignored:
+        log.debug("ignored %s: not an image by its extension", path)
 
 
 def check_files(paths: list[str], decode: bool | None = None) -> list[Skipped]:
@@ -110,11 +133,15 @@ def scan_folder(root: str | Path, classes: list[str] | None = None) -> FolderSca
     order = list(classes) if classes is not None else list(found)
     index = {name: i for i, name in enumerate(order)}
     samples: list[Sample] = []
+    ignored: list[str] = []
     for name, folder in found.items():
         if name not in index:
             log.warning("%s/%s: class not in training classes %s; skipped", root, name, order)
             continue
-        samples.extend((path, index[name]) for path in class_files(folder)[0])
+        images, others = walk_files(folder)
+        samples.extend((path, index[name]) for path in images)
+        ignored += others
+    report_ignored(ignored, root)
     skipped = check_files([path for path, _ in samples])
     bad = {s.path for s in skipped}
     samples = [s for s in samples if s[0] not in bad]

@@ -9,7 +9,11 @@ naming the file and the reason rather than a crash deep inside a transform.
 from __future__ import annotations
 
 import io
+import signal
+import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -17,19 +21,39 @@ from PIL import Image, ImageOps, UnidentifiedImageError, features
 
 from imgcls.errors import DataError, first_line
 
-# Lower-case suffixes that are treated as images. Anything else in a class folder
-# (.DS_Store, Thumbs.db, notes.txt, ...) is not an image and is ignored.
-IMAGE_EXTENSIONS = frozenset({
-    ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff",
-    ".ppm", ".pgm", ".pbm", ".pnm", *((".avif",) if features.check("avif") else ()),
-})
 
-# The only decoders Pillow may use. A file is identified by its content, not its name, and Pillow
-# also knows formats whose plugins call outside programs (EPS runs Ghostscript) or are rarely
-# hardened; a photo folder needs none of them.
-# (Multi-picture JPEGs from phones open through the JPEG plugin.)
-RASTER_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "DIB", "WEBP", "TIFF", "PPM",
-                  *(("AVIF",) if features.check("avif") else ()))
+def _heif_plugin() -> bool:
+    """HEIC/HEIF (iPhone photos) through the pillow-heif plugin, when it is installed."""
+    try:
+        from pillow_heif import register_heif_opener
+    except ImportError:
+        return False
+    register_heif_opener()
+    Image.init()
+    return "HEIF" in Image.OPEN
+
+# The only decoders Pillow may use: its own still-image readers of formats people keep pictures in. A file
+# is identified by its content, not its name, and Pillow also knows formats whose plugins call outside
+# programs (EPS runs Ghostscript, WMF needs Windows), only point at other software (BUFR, GRIB, HDF5,
+# MPEG), or hold scientific or niche data that no photo folder has (FITS, SPIDER, PCD, McIdas...).
+# Multi-picture JPEGs from phones (MPO) open through the JPEG plugin; animations (GIF, APNG, FLI/FLC,
+# WebP) give their first frame. AVIF and JPEG 2000 need their codec built into Pillow; HEIC/HEIF
+# needs the pillow-heif plugin installed.
+RASTER_FORMATS = tuple(fmt for fmt, available in (
+    ("JPEG", True), ("PNG", True), ("GIF", True), ("BMP", True), ("DIB", True), ("WEBP", features.check("webp")),
+    ("TIFF", True), ("PPM", True), ("AVIF", features.check("avif")), ("JPEG2000", features.check("jpg_2000")),
+    ("TGA", True), ("PCX", True), ("ICO", True), ("CUR", True), ("ICNS", True), ("DDS", True), ("PSD", True),
+    ("QOI", True), ("SGI", True), ("IM", True), ("XBM", True), ("XPM", True), ("FLI", True), ("BLP", True),
+    ("DCX", True), ("MSP", True), ("SUN", True), ("FTEX", True), ("HEIF", _heif_plugin()),
+) if available)
+
+# Lower-case suffixes that are treated as images: those Pillow registers for the formats above. Anything
+# else in a class folder (.DS_Store, Thumbs.db, notes.txt, ...) is not an image: ignored, and counted.
+IMAGE_EXTENSIONS = frozenset({ext for ext, fmt in Image.registered_extensions().items()
+                              if fmt in RASTER_FORMATS or fmt == "MPO"} | {".jpg", ".jpeg", ".jpe", ".jfif"})
+
+# A file that takes longer than this to decode is skipped, so one pathological file cannot stall a run.
+DECODE_SECONDS = 20.0
 
 # Above this many pixels a file is refused as a decompression bomb (Pillow's own error threshold);
 # the check reads only the header, so a bomb is never decoded.
@@ -110,12 +134,39 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+class _DecodeTimeout(Exception):
+    pass
+
+
+def _on_alarm(signum: int, frame: object) -> None:
+    raise _DecodeTimeout
+
+
+@contextmanager
+def time_limit(seconds: float) -> Iterator[None]:
+    """Raise :class:`_DecodeTimeout` in the block after ``seconds`` (an interval timer: two system calls).
+    Only in a main thread with no other alarm handler (loader workers, the CLI); elsewhere no limit.
+    Pillow decodes in chunks and returns to Python between them, where the alarm lands."""
+    usable = (threading.current_thread() is threading.main_thread()
+              and signal.getsignal(signal.SIGALRM) in (signal.SIG_DFL, None))
+    if not usable:
+        yield
+        return
+    signal.signal(signal.SIGALRM, _on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+
+
 def decode_image(image: Image.Image, label: str | Path, draft_size: int | None = None) -> Image.Image:
     """Decode an opened image to RGB with its EXIF orientation applied (see :func:`load_image`)."""
     try:
         if draft_size and image.format in ("JPEG", "MPO"):
             image.draft("RGB", (draft_size, draft_size))
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), time_limit(DECODE_SECONDS):
             warnings.simplefilter("ignore")  # EXIF and palette warnings are not the user's problem
             image.load()
             try:
@@ -123,6 +174,8 @@ def decode_image(image: Image.Image, label: str | Path, draft_size: int | None =
             except Exception:  # a broken EXIF block must not cost the picture  # noqa: BLE001
                 pass
             return to_rgb(image)
+    except _DecodeTimeout:
+        raise ImageLoadError(label, "too-slow", f"took over {DECODE_SECONDS:g} s to decode") from None
     except Exception as exc:  # noqa: BLE001 - any failure to decode an untrusted file is the file's fault
         raise ImageLoadError(label, "corrupt", f"cannot decode ({first_line(exc)})") from None
 

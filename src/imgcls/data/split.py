@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 import os
 import random
-import shutil
 import unicodedata
 from collections import defaultdict
 from pathlib import Path
 
 from imgcls.data.folders import Sample, scan_folder
 from imgcls.errors import ConfigError, DataError
+from imgcls.rundir import atomic_copy, refused_writes
 
 log = logging.getLogger(__name__)
 
@@ -92,13 +92,14 @@ def split_folder(src: str | Path, dst: str | Path, val: float = 0.2, test: float
         counts[split] = dict.fromkeys(scan.classes, 0)
         for path, label in samples:
             target = dst / split / os.path.relpath(path, src)
-            target.parent.mkdir(parents=True, exist_ok=True)
+            with refused_writes(target):
+                target.parent.mkdir(parents=True, exist_ok=True)
             if copy:
-                shutil.copy2(path, target)
+                atomic_copy(path, target)
             else:
                 try:
                     os.link(path, target)
                 except OSError:
-                    shutil.copy2(path, target)
+                    atomic_copy(path, target)
             counts[split][scan.classes[label]] += 1
     return counts

@@ -12,6 +12,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
+
+from imgcls.models.temperature import cross_fitted_probabilities, fit_temperature
 
 DEFAULT_BINS = 10
 
@@ -54,3 +57,35 @@ def calibration(labels: np.ndarray, probs: np.ndarray, n_bins: int = DEFAULT_BIN
     bins = [CalibrationBin(k / n_bins, (k + 1) / n_bins, int(counts[k]), float(mean_conf[k]), float(accuracy[k]))
             for k in range(n_bins)]
     return Calibration(ece, bins)
+
+
+def uncalibrated(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """The probabilities before temperature scaling: softmax(T * log p) undoes softmax(logits / T)."""
+    if temperature == 1.0 or len(probs) == 0:
+        return probs
+    logits = temperature * np.log(np.clip(probs.astype(np.float64), 1e-30, None))
+    logits -= logits.max(axis=1, keepdims=True)
+    exp = np.exp(logits)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+@dataclass
+class TemperatureFit:
+    temperature: float
+    fitted_on: str
+    ece_before: float
+    ece: float  # cross-fitted: never measured on the images its temperature saw
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"temperature": self.temperature, "fitted_on": self.fitted_on,
+                "ece_before": round(self.ece_before, 6), "ece": round(self.ece, 6)}
+
+
+def calibrate(logits: torch.Tensor, labels: torch.Tensor, fitted_on: str) -> TemperatureFit:
+    """T fitted on all of ``logits``; the ECE before and after (after by :func:`cross_fitted_probabilities`)."""
+    labels_np = labels.numpy()
+    before = calibration(labels_np, torch.softmax(logits.double(), dim=1).numpy()).ece
+    after = calibration(labels_np, cross_fitted_probabilities(logits, labels)).ece
+    return TemperatureFit(fit_temperature(logits, labels), fitted_on, before, after)
+
+

@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 from imgcls.data.cifar import is_cifar10_spec
 from imgcls.data.source import DataSource
 from imgcls.errors import DataError
-from imgcls.evaluation.calibration import Calibration, calibration
+from imgcls.evaluation.calibration import Calibration, calibration, uncalibrated
 from imgcls.evaluation.metrics import classification_metrics
 from imgcls.inference.predictor import Predictor
 from imgcls.rundir import RunDir
@@ -36,6 +36,8 @@ class Evaluation:
     metrics: dict[str, Any]  # the `evaluate --json` shape
     images: np.ndarray | None = None  # NHWC uint8 pictures of array data, for thumbnails
     tta: bool = False  # probabilities averaged over the image and its mirror
+    ood_scores: np.ndarray | None = None  # out-of-distribution score per image, for models that have one
+    calibration_info: dict[str, Any] | None = None  # the model's temperature and where it was fitted
 
     @property
     def preds(self) -> np.ndarray:
@@ -54,6 +56,17 @@ class Evaluation:
     @cached_property
     def calibration(self) -> Calibration:
         return calibration(self.labels, self.probs)
+
+    @property
+    def temperature(self) -> float:
+        return float((self.calibration_info or {}).get("temperature") or 1.0)
+
+    @cached_property
+    def calibration_before(self) -> Calibration | None:
+        """Calibration of the probabilities before temperature scaling (None for an uncalibrated model)."""
+        if not self.calibration_info:
+            return None
+        return calibration(self.labels, uncalibrated(self.probs, self.temperature))
 
 
 def label_map(data_classes: list[str], model_classes: list[str]) -> list[int]:
@@ -86,9 +99,10 @@ def evaluate_predictor(predictor: Predictor, source: DataSource, split: str = "v
         raise DataError(f"the {split} split of {source.spec} holds no images")
     if workers is None:
         workers = cpu_loader_workers() if len(dataset) > batch_size else 0
-    labels, probs, done = [], [], 0
+    labels, probs, scores, done = [], [], [], 0
     for batch, target in DataLoader(dataset, batch_size=batch_size, num_workers=workers):
-        batch_probs = predictor.probabilities(batch)
+        batch_probs, batch_scores = predictor.outputs(batch)
+        scores.append(batch_scores)
         if tta:  # flip the preprocessed tensor, so every backend (torch, ONNX, TorchScript) gets the same
             batch_probs = (batch_probs + predictor.probabilities(torch.flip(batch, dims=[3]))) / 2
         probs.append(batch_probs.numpy())
@@ -96,7 +110,10 @@ def evaluate_predictor(predictor: Predictor, source: DataSource, split: str = "v
         done += len(target)
         if progress:
             progress(done, len(dataset))
-    return _evaluation(source, split, predictor.classes, np.concatenate(labels), np.concatenate(probs), tta)
+    evaluation = _evaluation(source, split, predictor.classes, np.concatenate(labels), np.concatenate(probs), tta)
+    evaluation.ood_scores = None if any(s is None for s in scores) else torch.cat(scores).numpy()
+    evaluation.calibration_info = predictor.info.get("calibration")
+    return evaluation
 
 
 def evaluation_from_probabilities(probs: np.ndarray, classes: list[str], source: DataSource,

@@ -6,6 +6,7 @@ family, so Hangul never falls back to missing-glyph boxes.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from imgcls.evaluation.calibration import Calibration  # noqa: E402
 from imgcls.evaluation.fonts import use_hangul_font  # noqa: E402
+from imgcls.rundir import atomic_write_bytes  # noqa: E402
 
 use_hangul_font()
 
@@ -31,8 +33,10 @@ def _save(fig: plt.Figure, path: Path, title: str) -> Path:
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=DPI, format=Path(path).suffix.lstrip(".") or "png")
     plt.close(fig)
+    atomic_write_bytes(Path(path), buffer.getvalue())
     return path
 
 
@@ -94,10 +98,18 @@ def plot_confusion(matrix: list[list[int]], classes: list[str], path: Path, titl
     return _save(fig, path, title)
 
 
-def plot_reliability(result: Calibration, path: Path, title: str = "") -> Path:
+def plot_reliability(result: Calibration, path: Path, title: str = "", before: Calibration | None = None) -> Path:
     """Accuracy against confidence per bin (a calibrated model follows the diagonal), and how many images
-    fall in each bin."""
-    fig, (ax, count_ax) = plt.subplots(2, 1, figsize=(5, 6), height_ratios=[3, 1], sharex=True)
+    fall in each bin; with ``before``, the curve before temperature scaling on the left."""
+    shown = [(before, "before calibration: "), (result, "calibrated: ")] if before is not None else [(result, "")]
+    fig, axes = plt.subplots(2, len(shown), figsize=(5 * len(shown), 6), height_ratios=[3, 1], sharex=True,
+                             squeeze=False)
+    for column, (calibration, label) in enumerate(shown):
+        _reliability(axes[0, column], axes[1, column], calibration, label)
+    return _save(fig, path, title)
+
+
+def _reliability(ax: plt.Axes, count_ax: plt.Axes, result: Calibration, label: str) -> None:
     width = 1 / max(1, len(result.bins))
     filled = [b for b in result.bins if b.count]
     ax.bar([b.lower for b in filled], [b.accuracy for b in filled], width=width, align="edge", color="#4c78a8",
@@ -107,14 +119,13 @@ def plot_reliability(result: Calibration, path: Path, title: str = "") -> Path:
     ax.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect calibration")
     ax.set_ylim(0, 1.03)
     ax.set_ylabel("accuracy")
-    ax.set_title(f"reliability: ECE {result.ece:.3f}")
+    ax.set_title(f"{label}ECE {result.ece:.3f}" if label else f"reliability: ECE {result.ece:.3f}")
     ax.legend(loc="upper left", fontsize=8)
     count_ax.bar([b.lower for b in result.bins], [b.count for b in result.bins], width=width, align="edge",
                  color="#999999", edgecolor="white")
     count_ax.set_xlim(0, 1)
     count_ax.set_xlabel("confidence (top-1 probability)")
     count_ax.set_ylabel("images")
-    return _save(fig, path, title)
 
 
 def plot_val_accuracy(runs: Sequence[tuple[str, list[dict[str, Any]]]], path: Path, title: str = "") -> Path:

@@ -18,11 +18,13 @@ from imgcls.data.source import DataSource, data_for
 from imgcls.errors import RunDirError
 from imgcls.evaluation import html as h
 from imgcls.evaluation.evaluate import Evaluation, evaluate_predictor, evaluation_from_probabilities
+from imgcls.evaluation.ood import OodEvaluation
 from imgcls.evaluation.gallery import sample_predictions, shown_images, worst_mistakes
 from imgcls.evaluation.insight import add_overlays, suspects_section
 from imgcls.evaluation.plots import plot_confusion, plot_curves, plot_reliability
 from imgcls.inference.predictor import Predictor
 from imgcls.leaderboard import read_leaderboard
+from imgcls.models.checkpoint import load_checkpoint
 from imgcls.rundir import RunDir, atomic_write_text, write_json
 
 log = logging.getLogger(__name__)
@@ -31,12 +33,29 @@ MISTAKES_SHOWN = 24
 SAMPLES_SHOWN = 24
 
 
-def evaluation_record(evaluation: Evaluation, model: Path, source: DataSource) -> dict[str, Any]:
-    """evaluation.json: what was evaluated on what, the `evaluate --json` metrics and calibration."""
-    return {"model": str(model), "data": source.spec, "split": evaluation.split, "tta": evaluation.tta,
-            "images": int(len(evaluation.labels)),
-            "split_sizes": {split: len(source.labels(split)) for split in source.splits},
-            "metrics": evaluation.metrics, "calibration": evaluation.calibration.to_dict()}
+def calibration_record(evaluation: Evaluation) -> dict[str, Any]:
+    """``{"ece", "ece_before", "temperature", "fitted_on", "bins", "bins_before"}``; ECE before equals ECE
+    and temperature is 1 for a model without calibration."""
+    after, before = evaluation.calibration, evaluation.calibration_before
+    info = evaluation.calibration_info or {}
+    record = after.to_dict()
+    record.update({"ece_before": (before or after).ece, "temperature": evaluation.temperature,
+                   "fitted_on": info.get("fitted_on"), "ece_cross_fitted": info.get("ece"),
+                   "bins_before": (before or after).to_dict()["bins"]})
+    return record
+
+
+def evaluation_record(evaluation: Evaluation, model: Path, source: DataSource,
+                      ood: OodEvaluation | None = None) -> dict[str, Any]:
+    """evaluation.json: what was evaluated on what, the `evaluate --json` metrics, calibration and, with
+    ``evaluate --ood``, how the unknown answer did."""
+    record = {"model": str(model), "data": source.spec, "split": evaluation.split, "tta": evaluation.tta,
+              "images": int(len(evaluation.labels)),
+              "split_sizes": {split: len(source.labels(split)) for split in source.splits},
+              "metrics": evaluation.metrics, "calibration": calibration_record(evaluation)}
+    if ood is not None:
+        record["ood"] = ood.to_dict()
+    return record
 
 
 def _confusions(evaluation: Evaluation) -> list[tuple[int, str, int]]:
@@ -74,7 +93,9 @@ def _headline(evaluation: Evaluation, summary: dict[str, Any]) -> str:
              ("macro F1", h.fmt(m["macro_f1"], 3), "mean F1 over classes")]
     if "top5" in m:
         items.append(("top-5 accuracy", h.percent(m["top5"]), "true class among the 5 likeliest"))
-    items.append(("calibration error", h.fmt(evaluation.calibration.ece, 3), "ECE, 0 is perfect"))
+    before = evaluation.calibration_before
+    items.append(("calibration error", h.fmt(evaluation.calibration.ece, 3),
+                  f"ECE, 0 is perfect; {h.fmt(before.ece, 3)} before calibration" if before else "ECE, 0 is perfect"))
     epochs = summary.get("epochs") or []
     if summary.get("best_val_acc") is not None:
         items.append(("best val accuracy", h.percent(summary["best_val_acc"]),
@@ -120,11 +141,34 @@ def _gallery_sections(evaluation: Evaluation, model: Path) -> str:
 
 
 def _calibration_section(evaluation: Evaluation, picture: Path) -> str:
-    ece = evaluation.calibration.ece
-    return (h.heading("Calibration", "신뢰도 보정") + h.png(picture, "reliability diagram")
-            + h.note(f"Expected calibration error {ece:.3f}: on average the model's confidence differs from its "
-                     f"actual accuracy by {100 * ece:.1f} percentage points. Bars on the dashed diagonal mean "
-                     f"'90% sure' comes true 90% of the time; bars below it mean the model is overconfident."))
+    ece, before, info = evaluation.calibration.ece, evaluation.calibration_before, evaluation.calibration_info
+    text = (f"Expected calibration error {ece:.3f}: on average the model's confidence differs from its "
+            f"actual accuracy by {100 * ece:.1f} percentage points. Bars on the dashed diagonal mean "
+            f"'90% sure' comes true 90% of the time; bars below it mean the model is overconfident.")
+    if before is not None and info:
+        text += (f" Before temperature scaling (T = {evaluation.temperature:.3f}, fitted on "
+                 f"{info.get('fitted_on')}) the error was {before.ece:.3f} (left).")
+        if evaluation.split == "val" and info.get("ece") is not None:
+            text += (f" The temperature was fitted on this split, so the honest figure after calibration is the "
+                     f"cross-fitted one recorded at training: {info['ece']:.3f}.")
+    else:
+        text += " The model carries no temperature (trained with --no-calibrate, or by an older imgcls)."
+    return h.heading("Calibration", "신뢰도 보정") + h.png(picture, "reliability diagram") + h.note(text)
+
+
+def _ood_section(ood: OodEvaluation | None) -> str:
+    if ood is None:
+        return ""
+    rows = [["all", ood.images, h.percent(ood.rejected)]] + [[name, part["images"], h.percent(part["rejected"])]
+                                                               for name, part in ood.per_folder.items()]
+    return (h.heading("Unknown answers", "모르는 사진 거르기")
+            + h.cards([("rejected (out-of-class)", h.percent(ood.rejected), f"of {ood.images} pictures in --ood"),
+                       ("accepted (known)", h.percent(ood.accepted_known), f"of {ood.known_images} known images"),
+                       ("AUROC", h.fmt(ood.auroc, 3), "of the OOD score, 1 is perfect")])
+            + h.table(["pictures of none of the classes", "images", "answered unknown"], rows)
+            + h.note(f"Score: {ood.method}; an image is unknown when its score is above {ood.threshold:.4f}, the "
+                     f"threshold that accepts the chosen share of the run's val images (--reject-rate). "
+                     f"Folder: {ood.folder}."))
 
 
 def _training_sections(summary: dict[str, Any], config: dict[str, Any] | None) -> str:
@@ -157,9 +201,10 @@ def _leaderboard_section(run: RunDir | None) -> str:
 
 
 def render_report(evaluation: Evaluation, record: dict[str, Any], pictures: dict[str, Path | None],
-                  run: RunDir | None, summary: dict[str, Any], suspects: list[dict[str, Any]] | None = None) -> str:
+                  run: RunDir | None, summary: dict[str, Any], suspects: list[dict[str, Any]] | None = None,
+                  ood: OodEvaluation | None = None) -> str:
     """report.html; ``summary`` is the run's metrics.json ({} without a run); ``suspects``: training images
-    whose label is probably wrong (None: not looked for)."""
+    whose label is probably wrong (None: not looked for); ``ood``: the ``evaluate --ood`` figures."""
     config = run.read_config() if run else None
     name = run.path.name if run else Path(record["model"]).name
     described = [config.get("model"), config.get("strategy")] if config is not None else []
@@ -179,7 +224,7 @@ def render_report(evaluation: Evaluation, record: dict[str, Any], pictures: dict
              h.note("Rows are the true classes, columns the predicted ones; the diagonal holds the right answers. "
                     "Right: each row divided by its total, so small classes read as clearly as large ones."),
              _gallery_sections(evaluation, Path(record["model"])), suspects_section(suspects),
-             _calibration_section(evaluation, pictures["reliability"]),
+             _calibration_section(evaluation, pictures["reliability"]), _ood_section(ood),
              _leaderboard_section(run), _training_sections(summary, config)]
     return h.page(f"imgcls report: {name}", "".join(body))
 
@@ -196,8 +241,10 @@ def _writable(folder: Path) -> Path:
 
 
 def write_report(out: str | Path, evaluation: Evaluation, model: Path, source: DataSource,
-                 run: RunDir | None = None, suspects: list[dict[str, Any]] | None = None) -> Path:
-    """Pictures, evaluation.json and report.html for ``evaluation`` in ``out``; returns report.html's path."""
+                 run: RunDir | None = None, suspects: list[dict[str, Any]] | None = None,
+                 ood: OodEvaluation | None = None) -> Path:
+    """Pictures, evaluation.json and report.html for ``evaluation`` in ``out`` (with the ``evaluate --ood``
+    figures when given); returns report.html's path."""
     if getattr(evaluation, "task", "single") == "multilabel":
         from imgcls.evaluation.multilabel_report import write_multilabel_report
 
@@ -210,12 +257,13 @@ def write_report(out: str | Path, evaluation: Evaluation, model: Path, source: D
         "curves": plot_curves(summary.get("epochs", []), out / RunDir.CURVES, name) if run else None,
         "confusion": plot_confusion(evaluation.metrics["confusion_matrix"], evaluation.classes,
                                     out / RunDir.CONFUSION, title),
-        "reliability": plot_reliability(evaluation.calibration, out / RunDir.RELIABILITY, title),
+        "reliability": plot_reliability(evaluation.calibration, out / RunDir.RELIABILITY, title,
+                                        before=evaluation.calibration_before),
     }
-    record = evaluation_record(evaluation, model, source)
+    record = evaluation_record(evaluation, model, source, ood)
     write_json(out / RunDir.EVALUATION, record)
     report = out / RunDir.REPORT
-    atomic_write_text(report, render_report(evaluation, record, pictures, run, summary, suspects))
+    atomic_write_text(report, render_report(evaluation, record, pictures, run, summary, suspects, ood))
     return report
 
 
@@ -229,6 +277,7 @@ def write_run_report(run: RunDir, split: str = "val", source: DataSource | None 
     source = source or data_for(run.path, None)
     if probabilities is not None and len(probabilities) == len(source.labels(split)):
         evaluation = evaluation_from_probabilities(probabilities, run.read_classes(), source, split)
+        evaluation.calibration_info = load_checkpoint(run.best_checkpoint).info.get("calibration")
     else:
         evaluation = evaluate_predictor(Predictor.load(run.best_checkpoint), source, split)
     report = write_report(run.path, evaluation, run.best_checkpoint, source, run, suspects)

@@ -20,6 +20,8 @@ from imgcls.export.parity import Parity, Reference, calibration_batches, check_i
 from imgcls.inference.predictor import Predictor, resolve_model_path
 from imgcls.models.checkpoint import load_checkpoint
 from imgcls.models.metadata import ExportMeta
+from imgcls.models.ood import deployed, public_ood
+from imgcls.rundir import refused_writes
 from imgcls.version import __version__
 
 log = logging.getLogger(__name__)
@@ -137,13 +139,16 @@ def export_model(model: str | Path, fmt: str = "onnx", quantize: str | None = No
 
         return export_hf(checkpoint_path, out, _check_data(checkpoint_path, data), tolerance, check_limit)
     target = output_path(checkpoint_path, fmt, quantize, out)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    with refused_writes(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
 
     checkpoint = load_checkpoint(checkpoint_path)
     meta = ExportMeta(checkpoint.classes, checkpoint.preprocess, checkpoint.spec.to_dict(),
                       {"exported_format": fmt, "quantization": quantize or "none", "source": str(checkpoint_path),
                        "epoch": checkpoint.info.get("epoch"), "imgcls_version": __version__,
-                       **{key: checkpoint.info[key] for key in TASK_KEYS if key in checkpoint.info}})
+                       **{key: checkpoint.info[key] for key in TASK_KEYS if key in checkpoint.info},
+                       **({"calibration": checkpoint.info["calibration"]} if checkpoint.info.get("calibration") else {}),
+                       **({"ood": public_ood(checkpoint.info["ood"])} if checkpoint.info.get("ood") else {})})
     reference_predictor = Predictor.load(checkpoint_path)
     source = _check_data(checkpoint_path, data)
     inputs = check_inputs(reference_predictor, source, limit=check_limit)
@@ -153,14 +158,17 @@ def export_model(model: str | Path, fmt: str = "onnx", quantize: str | None = No
     tmp = target.with_name(f".{target.stem}.tmp{target.suffix}")
     int8_tmp = target.with_name(f".{target.stem}.quantized-tmp{target.suffix}")
     try:
-        parity = _write_and_verify(checkpoint.build(), meta, fmt, tmp, reference)
+        with refused_writes(target):  # a full or read-only disk: one line naming the file
+            # The graph divides the logits by the temperature and outputs the OOD score: files run as best.pt does.
+            parity = _write_and_verify(deployed(checkpoint.build(), checkpoint.info), meta, fmt, tmp, reference)
         if not parity.max_abs_diff <= tolerance:  # NaN fails too
             raise ExportError(f"the {fmt} export does not match PyTorch: probabilities differ by up to "
                               f"{parity.max_abs_diff:.2g} (tolerance {tolerance:g}) on {inputs.description}; "
                               f"try the other --format, or raise --tolerance if this is acceptable")
         int8 = None
         if quantize:
-            int8 = _quantize(tmp, int8_tmp, meta, reference_predictor, source, reference, max_accuracy_drop)
+            with refused_writes(target):
+                int8 = _quantize(tmp, int8_tmp, meta, reference_predictor, source, reference, max_accuracy_drop)
         for made, final in zip(_files(int8_tmp if quantize else tmp), _files(target)):
             made.replace(final)
     finally:

@@ -99,6 +99,7 @@ class Parity:
     top1_agreement: float  # share of inputs with the same top-1 class
     accuracy: float | None  # the exported model's top-1 accuracy (labelled inputs only)
     reference_accuracy: float | None
+    ood_max_abs_diff: float | None = None  # of the OOD scores, for models that output them
 
     def to_dict(self) -> dict[str, float | int | None]:
         return dict(self.__dict__)
@@ -109,17 +110,29 @@ class Reference:
 
     def __init__(self, predictor: Predictor, inputs: CheckInputs):
         self.inputs = inputs
-        probs, labels = [], []
+        probs, labels, scores = [], [], []
         for images, target in inputs.batches():
-            probs.append(predictor.probabilities(images).numpy())
+            batch_probs, batch_scores = predictor.outputs(images)
+            probs.append(batch_probs.numpy())
+            scores.append(None if batch_scores is None else batch_scores.numpy())
             labels.append(target.numpy())
         self.probs, self.labels = np.concatenate(probs), np.concatenate(labels)
+        self.scores = None if any(s is None for s in scores) else np.concatenate(scores)
 
     def compare(self, exported: Predictor) -> Parity:
-        probs = np.concatenate([exported.probabilities(images).numpy() for images, _ in self.inputs.batches()])
+        probs, scores = [], []
+        for images, _ in self.inputs.batches():
+            batch_probs, batch_scores = exported.outputs(images)
+            probs.append(batch_probs.numpy())
+            scores.append(None if batch_scores is None else batch_scores.numpy())
+        probs = np.concatenate(probs)
+        ood_diff = None
+        if self.scores is not None and not any(s is None for s in scores):
+            ood_diff = float(np.abs(np.concatenate(scores) - self.scores).max())
         agree = float((probs.argmax(1) == self.probs.argmax(1)).mean())
         accuracy = reference_accuracy = None
         if self.inputs.labelled:
             accuracy = float((probs.argmax(1) == self.labels).mean())
             reference_accuracy = float((self.probs.argmax(1) == self.labels).mean())
-        return Parity(len(probs), float(np.abs(probs - self.probs).max()), agree, accuracy, reference_accuracy)
+        return Parity(len(probs), float(np.abs(probs - self.probs).max()), agree, accuracy, reference_accuracy,
+                      ood_diff)

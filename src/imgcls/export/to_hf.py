@@ -19,6 +19,7 @@ from imgcls.errors import ExportError
 from imgcls.models.metadata import ExportMeta
 from imgcls.models.checkpoint import LoadedCheckpoint
 from imgcls.models.hf import PIL_RESAMPLE, is_hf_arch
+from imgcls.models.ood import public_ood
 from imgcls.models.scratch import SCRATCH_MODELS
 from imgcls.models.task import is_multilabel
 
@@ -34,9 +35,10 @@ PIL_CODES = {name: code for code, name in PIL_RESAMPLE.items()}
 def imgcls_section(meta: ExportMeta, info: dict[str, Any]) -> dict[str, Any]:
     """What imgcls knows beyond the layout: the export metadata, plus calibration and "unknown" settings."""
     section = json.loads(meta.to_json())
-    for key in ("calibration", "ood"):
-        if info.get(key):
-            section[key] = info[key]
+    if info.get("calibration"):
+        section["calibration"] = info["calibration"]
+    if info.get("ood"):  # the class means are a tensor, and the folder's network cannot compute the score anyway
+        section["ood"] = public_ood(info["ood"])
     return section
 
 

@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from imgcls.errors import ExportError, first_line
-from imgcls.models.metadata import INPUT_NAME, META_KEY, OUTPUT_NAME, ExportMeta
+from imgcls.models.metadata import INPUT_NAME, META_KEY, OOD_OUTPUT_NAME, OUTPUT_NAME, ExportMeta
+from imgcls.models.ood import DeployedNet
 
 log = logging.getLogger(__name__)
 
@@ -29,11 +30,12 @@ def export_onnx(model: nn.Module, meta: ExportMeta, path: Path) -> None:
     size = meta.preprocess.img_size
     example = torch.randn(2, 3, size, size)
     batch = torch.export.Dim("batch", min=1, max=4096)
+    outputs = [OUTPUT_NAME, OOD_OUTPUT_NAME] if isinstance(model, DeployedNet) else [OUTPUT_NAME]
     try:
         with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
             warnings.simplefilter("ignore")  # exporter internals, not the user's business
             program = torch.onnx.export(model.eval(), (example,), dynamo=True, input_names=[INPUT_NAME],
-                                        output_names=[OUTPUT_NAME], dynamic_shapes=({0: batch},),
+                                        output_names=outputs, dynamic_shapes=({0: batch},),
                                         external_data=False, verbose=False)
     except Exception as exc:  # noqa: BLE001 - torch.export raises many error types
         raise ExportError(f"{meta.model.get('arch')} could not be exported to ONNX "

@@ -16,10 +16,12 @@ import torch
 from imgcls.data.presets import Preprocess
 from imgcls.models.checkpoint import load_checkpoint
 from imgcls.models.chunked import forward_in_slices
+from imgcls.models.ood import deployed
 
 
 class Backend(Protocol):
-    """Logits (N, classes) on the CPU for a preprocessed float batch (N, 3, H, W)."""
+    """Logits (N, classes) on the CPU for a preprocessed float batch (N, 3, H, W); models with OOD data
+    (calibrated ones) return (logits, ood_score (N,)) instead -- see :func:`imgcls.models.ood.split_outputs`."""
 
     name: str  # torch, torchscript, onnx...: what /health and the logs report
 
@@ -41,11 +43,14 @@ class TorchBackend:
             self.model = self.model.to(memory_format=torch.channels_last)
 
     @torch.inference_mode()
-    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+    def __call__(self, batch: torch.Tensor):  # noqa: ANN204 - logits, or (logits, ood_score)
         batch = batch.to(self.device, non_blocking=True)
         if self.device.type == "cpu":
             batch = batch.contiguous(memory_format=torch.channels_last)
-        return forward_in_slices(self.model, batch, self.device.type == "cpu").float().cpu()
+        outputs = forward_in_slices(self.model, batch, self.device.type == "cpu")
+        if isinstance(outputs, (tuple, list)):
+            return tuple(o.float().cpu() for o in outputs)
+        return outputs.float().cpu()
 
     def per_core(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
         """This forward pass, to be called from one thread per core at once (CPU only; see
@@ -63,8 +68,9 @@ class LoadedModel:
 
 def load_torch(path: Path, device: str = "cpu") -> LoadedModel:
     checkpoint = load_checkpoint(path)
-    return LoadedModel(TorchBackend(checkpoint.build(), device), checkpoint.classes, checkpoint.preprocess,
-                       {"arch": checkpoint.spec.arch, "model": checkpoint.spec.name, **checkpoint.info})
+    # A calibrated model's network divides its logits by the temperature and adds the OOD score as a second output.
+    return LoadedModel(TorchBackend(deployed(checkpoint.build(), checkpoint.info), device), checkpoint.classes,
+                       checkpoint.preprocess, {"arch": checkpoint.spec.arch, "model": checkpoint.spec.name, **checkpoint.info})
 
 
 # Suffix -> (module, loader). A backend's module, and its runtime (onnxruntime...), is imported when a file

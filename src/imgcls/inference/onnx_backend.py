@@ -55,9 +55,10 @@ class OnnxBackend:
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         return forward_in_slices(lambda part: self._run(self.session, part), batch, self.on_cpu)
 
-    def _run(self, session, batch: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
+    def _run(self, session, batch: torch.Tensor):  # noqa: ANN001, ANN202 - logits, or (logits, ood_score)
         array = np.ascontiguousarray(batch.detach().cpu().numpy(), dtype=np.float32)
-        return torch.from_numpy(session.run(None, {self.input_name: array})[0])
+        outputs = [torch.from_numpy(o) for o in session.run(None, {self.input_name: array})]
+        return tuple(outputs) if len(outputs) > 1 else outputs[0]
 
     def per_core(self):  # noqa: ANN201 - Callable[[Tensor], Tensor] | None
         """A forward pass on one thread, safe to call from one Python thread per core at once (CPU only).

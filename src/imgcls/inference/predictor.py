@@ -21,11 +21,13 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from imgcls.data.images import IMAGE_EXTENSIONS, ImageLoadError, is_image_file, load_image
+from imgcls.data.folders import report_ignored, walk_files
+from imgcls.data.images import IMAGE_EXTENSIONS, ImageLoadError, load_image
 from imgcls.data.presets import EvalPreset, UInt8EvalPreset, normalize_batch
 from imgcls.errors import CheckpointError, DataError
 from imgcls.inference.backend import BACKENDS, LoadedModel, load_model_file
 from imgcls.models.chunked import CPU_SLICE
+from imgcls.models.ood import DEFAULT_REJECT_RATE, split_outputs, threshold_for
 from imgcls.models.task import is_multilabel
 from imgcls.rundir import RunDir
 from imgcls.runtime import cpu_loader_workers
@@ -40,11 +42,14 @@ class Prediction:
     score: float
     topk: list[dict[str, Any]] = field(default_factory=list)
     labels: list[dict[str, Any]] | None = None  # multi-label models: every class over its threshold
+    unknown: bool = False  # the OOD score is above the model's threshold: none of its classes
+    ood_score: float | None = None  # None for models without OOD data
 
     def to_dict(self) -> dict[str, Any]:
         if self.labels is not None:
             return {"path": self.path, "labels": self.labels, "topk": self.topk}
-        return {"path": self.path, "label": self.label, "score": self.score, "topk": self.topk}
+        return {"path": self.path, "label": self.label, "score": self.score, "topk": self.topk,
+                "unknown": self.unknown, "ood_score": self.ood_score}
 
 
 def resolve_model_path(path: str | Path) -> Path:
@@ -72,7 +77,8 @@ def expand_image_paths(inputs: Iterable[str | Path]) -> list[str]:
     for item in inputs:
         item = Path(item).expanduser()
         if item.is_dir():
-            found = sorted(str(p) for p in item.rglob("*") if p.is_file() and is_image_file(p))
+            found, ignored = walk_files(item)
+            report_ignored(ignored, item)
             if not found:
                 log.warning("no images in %s (looked for %s)", item, " ".join(sorted(IMAGE_EXTENSIONS)))
             paths.extend(found)
@@ -114,22 +120,35 @@ def _collate(items: list[tuple[torch.Tensor, int, str | None]]) -> tuple[torch.T
 class Predictor:
     """Labelled probabilities from a run directory, checkpoint, ONNX or TorchScript file."""
 
-    def __init__(self, loaded: LoadedModel, source: Path):
+    def __init__(self, loaded: LoadedModel, source: Path, reject_rate: float | None = DEFAULT_REJECT_RATE):
         self.backend, self.classes, self.preprocess = loaded.backend, loaded.classes, loaded.preprocess
         self.info, self.source = loaded.info, source
         self.transform = EvalPreset(self.preprocess)
         self.multilabel = is_multilabel(self.info)
         # Per-class decision thresholds of a multi-label model (chosen on held-out data at training time).
         self.thresholds = np.asarray(self.info.get("thresholds") or [0.5] * len(self.classes), dtype=np.float32)
+        self.reject_rate = reject_rate
+        # Images scoring above it are "unknown"; None: never (no OOD data in the model, or --no-reject).
+        self.threshold = threshold_for(self.info.get("ood"), reject_rate)
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "cpu") -> Predictor:
+    def load(cls, path: str | Path, device: str = "cpu",
+             reject_rate: float | None = DEFAULT_REJECT_RATE) -> Predictor:
+        """``reject_rate``: the share of known (val) images to call unknown; None never answers unknown."""
+        if reject_rate is not None and not 0 <= reject_rate < 1:
+            raise DataError(f"--reject-rate must be at least 0 and below 1 (got {reject_rate:g}); "
+                            f"0.05 rejects 5% of the known images, --no-reject turns unknown answers off")
         model_path = resolve_model_path(path)
         if model_path.is_dir():
             from imgcls.inference.hf_folder_backend import load_hf_folder
 
-            return cls(load_hf_folder(model_path, device), model_path)
-        return cls(load_model_file(model_path, device), model_path)
+            return cls(load_hf_folder(model_path, device), model_path, reject_rate)
+        return cls(load_model_file(model_path, device), model_path, reject_rate)
+
+    def outputs(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(class probabilities, OOD scores or None) for a preprocessed batch (N, 3, H, W)."""
+        logits, scores = split_outputs(self.backend(batch))
+        return self.activate(logits), scores
 
     def activate(self, logits: torch.Tensor) -> torch.Tensor:
         """Softmax over classes, or one sigmoid per class for a multi-label model."""
@@ -137,7 +156,7 @@ class Predictor:
 
     def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
         """Class probabilities for a preprocessed batch (N, 3, H, W)."""
-        return self.activate(self.backend(batch))
+        return self.outputs(batch)[0]
 
     def predict_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         """Probabilities (N, classes) for RGB PIL images."""
@@ -150,6 +169,11 @@ class Predictor:
 
         Workers send uint8 crops (a quarter of the bytes of float ones) and the batch is normalised
         here in one pass."""
+        for indices, probs, _, failed in self.iter_answers(paths, batch_size, workers):
+            yield indices, probs, failed
+
+    def iter_answers(self, paths: Sequence[str], batch_size: int = 32, workers: int | None = None):  # noqa: ANN201
+        """:meth:`iter_probabilities` with the OOD scores: (indices, probabilities, scores or None, failed)."""
         dataset = _PathDataset(paths, UInt8EvalPreset(self.preprocess), self.preprocess.resize_size)
         per_core = self.backend.per_core() if workers is None else None
         if per_core is not None and len(paths) > CPU_SLICE:
@@ -161,14 +185,16 @@ class Predictor:
             yield self._answer(paths, collated, self.backend)
 
     def _answer(self, paths: Sequence[str], collated: tuple[torch.Tensor | None, list[int], dict[int, str]],
-                forward: Callable[[torch.Tensor], torch.Tensor]) -> tuple[list[int], np.ndarray, list[int]]:
-        """(indices, probabilities, failed indices) of one collated batch of uint8 crops; failures are logged."""
+                forward: Callable[[torch.Tensor], Any]) -> tuple[list[int], np.ndarray, np.ndarray | None, list[int]]:
+        """(indices, probabilities, OOD scores or None, failed indices) of one collated batch of uint8 crops;
+        failures are logged."""
         batch, indices, failed = collated
         for index, reason in failed.items():
             log.warning("skipped %s: %s", paths[index], reason)
         if batch is None:
-            return indices, np.zeros((0, len(self.classes)), dtype=np.float32), list(failed)
-        return indices, self.activate(forward(normalize_batch(batch, self.preprocess))).numpy(), list(failed)
+            return indices, np.zeros((0, len(self.classes)), dtype=np.float32), None, list(failed)
+        logits, scores = split_outputs(forward(normalize_batch(batch, self.preprocess)))
+        return (indices, self.activate(logits).numpy(), None if scores is None else scores.numpy(), list(failed))
 
     def _iter_per_core(self, dataset: _PathDataset, forward: Callable[[torch.Tensor], torch.Tensor]):  # noqa: ANN202
         """:meth:`iter_probabilities` with one thread per core, each decoding and running slices of
@@ -176,7 +202,7 @@ class Predictor:
         onnxruntime release the GIL while they work)."""
         count = len(dataset)
 
-        def run(indices: range) -> tuple[list[int], np.ndarray, list[int]]:
+        def run(indices: range) -> tuple[list[int], np.ndarray, np.ndarray | None, list[int]]:
             return self._answer(dataset.paths, _collate([dataset[i] for i in indices]), forward)
 
         threads = torch.get_num_threads()
@@ -193,14 +219,17 @@ class Predictor:
         finally:
             torch.set_num_threads(threads)
 
-    def labelled(self, path: str, probs: np.ndarray, topk: int = 5) -> Prediction:
+    def labelled(self, path: str, probs: np.ndarray, topk: int = 5, ood_score: float | None = None) -> Prediction:
+        """The labelled answer for one image; ``ood_score`` (from :meth:`outputs`) decides "unknown"."""
         order = np.argsort(-probs)[:max(1, min(topk, len(self.classes)))]
         top = [{"label": self.classes[i], "score": round(float(probs[i]), 6)} for i in order]
         labels = None
         if self.multilabel:
             chosen = [i for i in np.argsort(-probs) if probs[i] >= self.thresholds[i]]
             labels = [{"label": self.classes[i], "score": round(float(probs[i]), 6)} for i in chosen]
-        return Prediction(path, top[0]["label"], top[0]["score"], top, labels)
+        score = None if ood_score is None else round(float(ood_score), 6)
+        unknown = score is not None and self.threshold is not None and score > self.threshold
+        return Prediction(path, top[0]["label"], top[0]["score"], top, labels, unknown, score)
 
     def iter_predict(self, inputs: Iterable[str | Path] | str | Path, topk: int = 5, batch_size: int = 32,
                      progress: Callable[[int, int], None] | None = None) -> Iterator[Prediction]:
@@ -210,9 +239,9 @@ class Predictor:
             inputs = [inputs]
         paths = expand_image_paths(inputs)
         answered = done = 0
-        for indices, probs, failed in self.iter_probabilities(paths, batch_size):
-            for index, row in zip(indices, probs):
-                yield self.labelled(paths[index], row, topk)
+        for indices, probs, scores, failed in self.iter_answers(paths, batch_size):
+            for row, (index, row_probs) in enumerate(zip(indices, probs)):
+                yield self.labelled(paths[index], row_probs, topk, None if scores is None else scores[row])
             answered += len(indices)
             done += len(indices) + len(failed)
             if progress:

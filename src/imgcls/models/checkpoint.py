@@ -7,6 +7,7 @@ a file that would need to run code is refused, never unpickled.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,18 @@ from imgcls.errors import CheckpointError, ImgclsError, first_line
 from imgcls.models.factory import ModelSpec, build_model
 from imgcls.models.metadata import CHECKPOINT_FORMAT, CHECKPOINT_VERSION
 from imgcls.models.safe_load import safe_torch_load
+from imgcls.rundir import atomic_write_bytes
 
 MODULE_PREFIX = "model."  # ClassifierModule keeps the network as self.model
+
+
+def update_checkpoint_meta(path: str | Path, **entries: Any) -> None:
+    """Add ``entries`` (plain data and tensors) to the imgcls metadata of the checkpoint at ``path``, atomically."""
+    checkpoint = read_checkpoint_file(path)
+    checkpoint[CHECKPOINT_FORMAT].update(entries)
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
+    atomic_write_bytes(Path(path), buffer.getvalue())
 
 
 def read_checkpoint_file(path: str | Path) -> dict[str, Any]:

@@ -10,15 +10,19 @@ BatchNorm there depends on the batch. On a GPU, bigger is better and nothing is 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
 CPU_SLICE = 8
 
 
-def forward_in_slices(forward: Callable[[torch.Tensor], torch.Tensor], batch: torch.Tensor,
-                      on_cpu: bool) -> torch.Tensor:
-    """``forward(batch)``, computed slice by slice on CPU (outputs concatenated: the same result)."""
+def forward_in_slices(forward: Callable[[torch.Tensor], Any], batch: torch.Tensor, on_cpu: bool) -> Any:
+    """``forward(batch)``, computed slice by slice on CPU (outputs concatenated: the same result). A forward
+    pass with several outputs (logits and OOD scores) has each concatenated on its own."""
     if not on_cpu or len(batch) <= CPU_SLICE:
         return forward(batch)
-    return torch.cat([forward(part) for part in batch.split(CPU_SLICE)])
+    parts = [forward(part) for part in batch.split(CPU_SLICE)]
+    if isinstance(parts[0], (tuple, list)):
+        return tuple(torch.cat(outputs) for outputs in zip(*parts))
+    return torch.cat(parts)

@@ -26,6 +26,7 @@ TORCHSCRIPT_EXTRA = "imgcls.json"  # TorchScript _extra_files name
 FORMAT = "imgcls-export"
 VERSION = 1
 INPUT_NAME, OUTPUT_NAME = "image", "logits"
+OOD_OUTPUT_NAME = "ood_score"  # second output of calibrated models: higher = less like the training data
 
 
 def checkpoint_meta(spec: ModelSpec, classes: list[str], preprocess: Preprocess, **extra: Any) -> dict[str, Any]:

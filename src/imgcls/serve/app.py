@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from importlib.resources import files as package_files
 from typing import Any, Optional
 
+import numpy as np
 import torch
 from fastapi import FastAPI, File, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
@@ -115,10 +116,18 @@ def _page() -> str:
     return (package_files("imgcls.serve") / "static" / "index.html").read_text(encoding="utf-8")
 
 
+def _probabilities_and_scores(predictor: Predictor, batch: torch.Tensor) -> np.ndarray:
+    """One row per image: the class probabilities, then the OOD score (NaN for models without one), so the
+    batcher hands each request its rows as one array."""
+    probs, scores = predictor.outputs(batch)
+    column = torch.full((len(probs), 1), float("nan")) if scores is None else scores.reshape(-1, 1).float()
+    return torch.cat([probs.float(), column], dim=1).numpy()
+
+
 def create_app(predictor: Predictor, limits: ServeLimits | None = None) -> FastAPI:
     """The FastAPI app serving ``predictor``; the batcher starts and stops with the app."""
     limits = limits or ServeLimits()
-    batcher = MicroBatcher(lambda batch: predictor.probabilities(batch).numpy(), limits.max_batch,
+    batcher = MicroBatcher(lambda batch: _probabilities_and_scores(predictor, batch), limits.max_batch,
                            limits.max_wait_ms)
     page = _page()
     explainer: list[Any] = []  # built on the first /explain request: most servers never get one
@@ -153,6 +162,8 @@ def create_app(predictor: Predictor, limits: ServeLimits | None = None) -> FastA
     async def health() -> dict[str, Any]:
         return {"status": "ok", "model": str(predictor.source), "backend": predictor.backend.name,
                 "classes": predictor.classes, "img_size": predictor.preprocess.img_size,
+                "ood_threshold": predictor.threshold, "reject_rate": predictor.reject_rate if predictor.threshold
+                is not None else None,
                 "max_upload_mb": limits.max_upload_mb, "max_files": limits.max_files,
                 "images_predicted": batcher.images, "batches": batcher.batches,
                 "explain": predictor.source.suffix.lower() in (".pt", ".pth", ".ckpt")}
@@ -171,9 +182,10 @@ def create_app(predictor: Predictor, limits: ServeLimits | None = None) -> FastA
         contents = [await _read_upload(upload, limits) for upload in uploads]
         images = await asyncio.gather(*(run_in_threadpool(_preprocess, predictor, upload.filename or "upload", data)
                                         for upload, data in zip(uploads, contents)))
-        probs = await batcher.predict(images)
-        results = [predictor.labelled(upload.filename or "upload", row, topk).to_dict()
-                   for upload, row in zip(uploads, probs)]
+        rows = await batcher.predict(images)
+        results = [predictor.labelled(upload.filename or "upload", row[:-1], topk,
+                                      None if np.isnan(row[-1]) else float(row[-1])).to_dict()
+                   for upload, row in zip(uploads, rows)]
         return results[0] if file is not None and not files else results
 
     @app.post("/explain", summary="Where the model looked: a Grad-CAM overlay (PNG) of one image (field `file`)",

@@ -64,12 +64,15 @@ class RunHistory(Callback):
         self._epoch_lr: float | None = None
 
     def state_dict(self) -> dict[str, Any]:
-        return {"epochs": self.epochs, "wall_seconds": self.wall_seconds, "epoch_offset": self.epoch_offset}
+        # The epoch's rate rides along: a run resumed mid-epoch does not start that epoch again.
+        return {"epochs": self.epochs, "wall_seconds": self.wall_seconds, "epoch_offset": self.epoch_offset,
+                "epoch_lr": self._epoch_lr}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.epochs = list(state.get("epochs", []))
         self.seconds_before = float(state.get("wall_seconds", 0.0))
         self.epoch_offset = int(state.get("epoch_offset", self.epoch_offset))
+        self._epoch_lr = state.get("epoch_lr")
 
     def next_stage(self) -> None:
         """The next stage of the same run numbers its epochs after those recorded so far."""
@@ -124,7 +127,7 @@ class SaveOnInterrupt(Callback):
         last = self.run.file(RunDir.LAST)
         if not last.is_file():
             # No epoch finished yet: save what there is so the run can still be resumed.
-            trainer.save_checkpoint(last)
+            trainer.save_checkpoint(last, weights_only=False)
         self.saved = True
         log.warning("interrupted; last.pt holds the last finished epoch. Resume with: imgcls train --resume %s",
                     self.run.path)

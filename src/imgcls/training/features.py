@@ -18,7 +18,6 @@ import hashlib
 import io
 import logging
 import os
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,7 +31,6 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.v2 import functional as TF
-from tqdm import tqdm
 
 from imgcls.cache import cache_dir, content_key
 from imgcls.data.images import ImageLoadError, load_image
@@ -40,6 +38,7 @@ from imgcls.data.presets import EvalPreset, Preprocess
 from imgcls.data.source import DataSource
 from imgcls.errors import DataError
 from imgcls.models.chunked import forward_in_slices
+from imgcls.progress import Progress
 from imgcls.rundir import atomic_write_bytes
 from imgcls.training.feature_store import FeatureStore, file_digest
 
@@ -128,13 +127,13 @@ def extract(model: nn.Module, dataset: Any, batch_size: int, workers: int, desc:
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, pin_memory=device.type == "cuda",
                         collate_fn=collate_fn)
     features, labels = [], []
-    with tqdm(total=len(dataset), desc=desc, unit="img", file=sys.stderr, disable=None, leave=False) as bar:
+    with Progress(desc, len(dataset)) as bar:
         for images, targets in loader:
             if len(targets):
                 images = images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
                 features.append(forward_in_slices(partial(embed, model), images, device.type == "cpu").float().cpu())
                 labels.append(torch.as_tensor(targets))
-            bar.update(min(batch_size, len(dataset) - bar.n))
+            bar.update(min(batch_size, len(dataset) - bar.done))
     if not features:
         return FeatureSet(torch.zeros(0, 0), torch.zeros(0, dtype=torch.long))
     return FeatureSet(torch.cat(features), torch.cat(labels).long())

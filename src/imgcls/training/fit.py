@@ -16,11 +16,12 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import EarlyStopping
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from imgcls.config import TrainConfig, config_of_run, config_record
 from imgcls.data.profile import profile_data
 from imgcls.data.source import DataSource
-from imgcls.errors import ConfigError, TrainingInterrupted
+from imgcls.errors import ConfigError, TrainingInterrupted, TrainingTerminated
 from imgcls.evaluation.multilabel_report import write_multilabel_run_report
 from imgcls.evaluation.report import write_run_report
 from imgcls.models.checkpoint import load_checkpoint, read_checkpoint_file
@@ -38,6 +39,7 @@ from imgcls.training.distributed import ProcessCount, create_run_dir, finish_lau
 from imgcls.training.ema import ema_callbacks
 from imgcls.training.label_issues import training_suspects
 from imgcls.training.lr_find import resolve_auto_lr
+from imgcls.training.preemption import SaveOnPreemption, cluster_plugins, resume_position
 from imgcls.training.setup import lightning_notices_hidden, make_datamodule, make_recipe, prepare, use_feature_cache
 from imgcls.training.strategies import Stage, apply_stage, plan_stages
 from imgcls.training.tracking import make_loggers
@@ -55,7 +57,7 @@ def build_trainer(config: TrainConfig, run: RunDir, callbacks: list[pl.Callback]
     return pl.Trainer(max_epochs=epochs, accelerator="auto", devices=config.devices, num_nodes=config.num_nodes,
                       strategy=trainer_strategy(config.devices, config.num_nodes),
                       precision=config.precision, callbacks=[*callbacks, ProcessCount(), progress], logger=loggers,
-                      default_root_dir=run.path, plugins=[AtomicCheckpointIO()], enable_model_summary=False,
+                      default_root_dir=run.path, plugins=[AtomicCheckpointIO(), *cluster_plugins()], enable_model_summary=False,
                       enable_progress_bar=isinstance(progress, EpochProgressBar),
                       accumulate_grad_batches=config.accumulate, gradient_clip_val=config.grad_clip,
                       log_every_n_steps=10, num_sanity_val_steps=0)
@@ -123,6 +125,11 @@ def fit(config: TrainConfig, source: DataSource, created: CreatedModel, run: Run
         if source.task == "multilabel":  # thresholds are chosen on val, stored in best.pt, then reported
             write_multilabel_run_report(run, source=source, probabilities=probabilities)
         else:
+            from imgcls.training.trust import fit_trust
+
+            trust = fit_trust(run, config, source)  # temperature and "unknown" threshold, into best.pt
+            if trust is not None:
+                probabilities = trust.val_probs
             report_suspects(suspects, config, run)
             write_run_report(run, source=source, probabilities=probabilities,
                              suspects=None if suspects is None else [s.to_dict() for s in suspects])
@@ -183,27 +190,44 @@ def fit_stage(config: TrainConfig, source: DataSource, created: CreatedModel, ru
                          epoch_offset=history.epoch_offset)
     module = module_class(source.task)(model, meta, recipe)
     datamodule, val_features = make_datamodule(config, source, created, on_features)
+    if resume_from is not None and config.devices * config.num_nodes == 1:
+        # Mid-epoch: the epoch's order again, without the batches already done. (Across processes Lightning's
+        # distributed sampler wraps this one and needs its full length: those epochs restart their order.)
+        datamodule.resume_at = resume_position(read_checkpoint_file(resume_from), config.batch_size)
     best, last = run_checkpoints(run, selection_metric(config.task))
     if best_state:
         best.load_state_dict(best_state)  # a later stage must beat the best epoch of the earlier ones
     progress = (EpochProgressBar if sys.stderr.isatty() else EpochLog)(total_epochs, history.epoch_offset)
-    sigint = signal.getsignal(signal.SIGINT)
+    sigint, sigterm = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     try:
+        _default_sigterm()  # Lightning's handler alone: it stops after the batch in flight
         with lightning_notices_hidden():
-            trainer = build_trainer(config, run, [history, SaveOnInterrupt(run), best, last, *callbacks],
-                                    stage.epochs, progress)
-            trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None)
-    except SystemExit as exc:  # Lightning exits on Ctrl-C after its on_exception hooks
+            trainer = build_trainer(config, run, [history, SaveOnInterrupt(run), SaveOnPreemption(run), best, last,
+                                                  *callbacks], stage.epochs, progress)
+            trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None,
+                        weights_only=True)
+    except SystemExit as exc:  # Lightning exits on Ctrl-C and SIGTERM after its on_exception hooks
+        if isinstance(exc, SIGTERMException):
+            raise TrainingTerminated(f"training stopped by SIGTERM; resume with: imgcls train --resume "
+                                     f"{run.path}") from None
         raise TrainingInterrupted(f"training interrupted; resume with: imgcls train --resume {run.path}") from exc
     finally:
-        _restore_sigint(sigint)
+        _restore_handlers(sigint, sigterm)
     return trainer, best, val_features
 
 
-def _restore_sigint(handler: Any) -> None:
-    """Lightning ignores Ctrl-C from the first one on; give the caller (a notebook, pytest) its handler back."""
-    if handler is not None and threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, handler)
+def _default_sigterm() -> None:
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _restore_handlers(sigint: Any, sigterm: Any) -> None:
+    """Lightning ignores Ctrl-C from the first one on; give the caller (a notebook, pytest, the CLI) its
+    handlers back."""
+    if threading.current_thread() is threading.main_thread():
+        for signum, handler in ((signal.SIGINT, sigint), (signal.SIGTERM, sigterm)):
+            if handler is not None:
+                signal.signal(signum, handler)
 
 
 def resume(run_path: str | Path, callbacks: list[pl.Callback] | None = None) -> RunDir:

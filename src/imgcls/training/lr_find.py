@@ -8,7 +8,7 @@ The network's weights are restored afterwards (Lightning saves and reloads them)
 
 from __future__ import annotations
 
-import json
+import io
 import logging
 import math
 import tempfile
@@ -25,7 +25,7 @@ from imgcls.models.factory import CreatedModel
 from imgcls.models.metadata import checkpoint_meta
 from imgcls.models.module import ClassifierModule
 from imgcls.models.multilabel import MultiLabelModule
-from imgcls.rundir import RunDir
+from imgcls.rundir import RunDir, atomic_write_bytes, write_json
 from imgcls.training.setup import lightning_notices_hidden, make_datamodule, make_recipe, prepare, use_feature_cache
 from imgcls.training.strategies import default_lr, freeze_backbone, unfreeze
 
@@ -149,7 +149,6 @@ def _write(finding: LrFinding, out: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    out.mkdir(parents=True, exist_ok=True)
     figure, axis = plt.subplots(figsize=(6.4, 4.2))
     axis.plot(finding.lrs, finding.losses)
     axis.set_xscale("log")
@@ -160,9 +159,11 @@ def _write(finding: LrFinding, out: Path) -> Path:
     axis.set_title(f"learning-rate range test ({finding.strategy})")
     axis.legend()
     path = out / RunDir.LR_FIND_PLOT
-    figure.savefig(path, dpi=110, bbox_inches="tight")
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     plt.close(figure)
-    (out / RunDir.LR_FIND_RESULT).write_text(json.dumps(finding.to_dict(), indent=2), encoding="utf-8")
+    atomic_write_bytes(path, buffer.getvalue())
+    write_json(out / RunDir.LR_FIND_RESULT, finding.to_dict())
     return path
 
 

@@ -64,8 +64,9 @@ def _mlflow_logger(run: RunDir, experiment: str, tracking_uri: str | None) -> Lo
     logger = RepeatableMLFlowLogger(experiment_name=experiment, run_name=run.path.name, tracking_uri=uri,
                                     run_id=run_id, tags={"imgcls.run_dir": str(run.path.resolve())})
     if run_id is None:
-        id_file.parent.mkdir(parents=True, exist_ok=True)
-        id_file.write_text(logger.run_id, encoding="utf-8")
+        from imgcls.rundir import atomic_write_text
+
+        atomic_write_text(id_file, logger.run_id)
     return logger
 
 

@@ -1,0 +1,106 @@
+"""After training: the temperature that calibrates the best model and the threshold of its "unknown" answer,
+both fitted on the val split and written into best.pt's metadata.
+
+Which data: the val split, the only held-out data every run has. The temperature is fitted on all of it;
+the ECE after calibration that the run reports is cross-fitted (each fifth of val scored with a temperature
+fitted on the other four), so it is never measured on images its temperature saw. The OOD statistics (class
+means of the embeddings) come from train, the threshold from the val scores, so the accepted share of known
+images is measured on images the statistics never saw.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Subset
+
+from imgcls.config import TrainConfig
+from imgcls.data.presets import EvalPreset, Preprocess
+from imgcls.data.source import DataSource
+from imgcls.evaluation.calibration import TemperatureFit, calibrate
+from imgcls.models.checkpoint import load_checkpoint, update_checkpoint_meta
+from imgcls.models.ood import CLASS_MEAN, ENERGY, class_mean_distance, class_means, energy, ood_record
+from imgcls.rundir import RunDir
+from imgcls.training.features import (FeatureSet, cached_features, extract, head_matches_model,
+                                      supports_cached_features)
+
+log = logging.getLogger(__name__)
+
+MIN_CALIBRATION_IMAGES = 10  # fewer held-out images cannot tell a temperature from noise
+TRAIN_SAMPLE = 4096  # training images whose embeddings give the class means (all of them up to this many)
+
+
+@dataclass
+class Trust:
+    calibration: TemperatureFit | None
+    ood: dict
+    val_probs: np.ndarray  # calibrated probabilities of the val split, in its order
+
+
+def _spread(count: int, limit: int) -> list[int]:
+    return list(range(count)) if count <= limit else sorted({int(i) for i in np.linspace(0, count - 1, limit)})
+
+
+def _train_embeddings(model: nn.Module, source: DataSource, preprocess: Preprocess, arch: dict,
+                      workers: int) -> FeatureSet:
+    count = len(source.labels("train"))
+    if count <= TRAIN_SAMPLE:  # a frozen backbone finds them in the feature cache
+        return cached_features(model, source, "train", preprocess, arch, workers=workers)
+    dataset = source.dataset("train", EvalPreset(preprocess), draft_size=preprocess.resize_size)
+    return extract(model, Subset(dataset, _spread(count, TRAIN_SAMPLE)), 64, workers, desc="features train (sample)")
+
+
+@torch.inference_mode()
+def _val_logits(model: nn.Module, source: DataSource, preprocess: Preprocess, workers: int) -> FeatureSet:
+    dataset = source.dataset("val", EvalPreset(preprocess), draft_size=preprocess.resize_size)
+    logits, labels = [], []
+    for images, target in DataLoader(dataset, batch_size=64, num_workers=workers):
+        logits.append(model.eval()(images).float())
+        labels.append(torch.as_tensor(target))
+    return FeatureSet(torch.cat(logits), torch.cat(labels).long())
+
+
+def fit_trust(run: RunDir, config: TrainConfig, source: DataSource) -> Trust | None:
+    """Fit calibration (unless ``config.calibrate`` is off) and the OOD threshold of ``run``'s best.pt,
+    record both in it, and return them with the calibrated val probabilities (None without a val split)."""
+    if "val" not in source.splits or not source.labels("val"):
+        return None
+    best = load_checkpoint(run.best_checkpoint)
+    model, preprocess, arch = best.build(), best.preprocess, best.spec.to_dict()
+    workers = config.workers or 0
+    probe = source.dataset("val", EvalPreset(preprocess), draft_size=preprocess.resize_size)
+    means = None
+    if supports_cached_features(model) and head_matches_model(model, probe):
+        val = cached_features(model, source, "val", preprocess, arch, workers=workers)
+        train = _train_embeddings(model, source, preprocess, arch, workers)
+        means = class_means(train.features, train.labels, len(best.classes))
+        with torch.inference_mode():
+            logits = model.get_classifier()(val.features).float()
+    else:
+        val = _val_logits(model, source, preprocess, workers)
+        logits = val.features
+    fit = None
+    if config.calibrate and len(val) >= MIN_CALIBRATION_IMAGES:
+        fit = calibrate(logits, val.labels, f"val ({len(val)} images); ece after: 5-fold cross-fitted on val")
+        log.info("calibration: temperature %.3f fitted on %d val images; ECE %.3f -> %.3f (cross-fitted)",
+                 fit.temperature, len(val), fit.ece_before, fit.ece)
+    elif config.calibrate:
+        log.info("calibration skipped: %d val images are too few to fit a temperature (%d needed)", len(val),
+                 MIN_CALIBRATION_IMAGES)
+    temperature = fit.temperature if fit else 1.0
+    if means is not None:
+        scores = class_mean_distance(val.features, means)
+        ood = ood_record(CLASS_MEAN, scores.numpy(), means=means)
+    else:
+        ood = ood_record(ENERGY, energy(logits, temperature).numpy())
+    log.info("unknown answers: %s score above %.4f (accepts %.0f%% of the val images)", ood["method"],
+             ood["threshold"], 100 * ood["accept_rate"])
+    entries = {"ood": ood}
+    if fit is not None:
+        entries["calibration"] = fit.to_dict()
+    update_checkpoint_meta(run.best_checkpoint, **entries)
+    return Trust(fit, ood, torch.softmax(logits / temperature, dim=1).numpy())
