@@ -25,8 +25,8 @@ from imgcls.rundir import RunDir
 from imgcls.models.metadata import ExportMeta
 from imgcls.export.model_card import model_card, write_model_card
 from imgcls.export.parity import Parity, _spread
-from imgcls.export.to_hf import CONFIG, IMGCLS_SECTION, imgcls_section, write_hf_folder
-from imgcls.inference.hf_folder_backend import temperature_of
+from imgcls.export.to_hf import CONFIG, IMGCLS_SECTION, write_hf_folder
+from imgcls.inference.hf_folder_backend import read_meta, temperature_of
 from imgcls.inference.predictor import Predictor
 from imgcls.models.checkpoint import load_checkpoint
 
@@ -106,7 +106,7 @@ def compare(folder: Path, reference: Predictor, source: DataSource | None, limit
     The check gives imgcls the pictures transformers decodes (whole JPEGs) and so measures what the folder
     decides: weights, labels, resize, crop and normalisation. ``imgcls predict`` decodes large JPEGs at a
     reduced scale for speed, which moves its scores a little more; that figure is returned beside it."""
-    exported = TransformersClassifier(folder, temperature_of(reference.info))
+    exported = TransformersClassifier(folder, temperature_of(read_meta(folder).info))
     if exported.classes != reference.classes:
         raise ExportError(f"the exported folder's labels {exported.classes} are not the model's {reference.classes}")
     if source is None or "val" not in source.splits or not source.paths("val"):
@@ -163,7 +163,7 @@ def export_hf(checkpoint_path: Path, out: str | Path | None, source: DataSource 
         run = RunDir.of(checkpoint_path)
         write_model_card(tmp, model_card(name=run.path.name if run else checkpoint_path.stem, library=library,
                                          classes=list(checkpoint.classes),
-                                         section=imgcls_section(meta, checkpoint.info), run=run, parity=parity,
+                                         section=json.loads(read_meta(tmp).to_json()), run=run, parity=parity,
                                          predict_parity=predict_parity, checked_on=checked_on))
         if target.exists():
             shutil.rmtree(target)

@@ -105,7 +105,12 @@ def model_card(*, name: str, library: str, classes: list[str], section: dict[str
         "",
         "imgcls itself: `imgcls predict RUN photo.jpg` with the run this folder was exported from.",
     ]
-    if calibration.get("temperature"):
+    if calibration.get("temperature") and calibration.get("in_weights"):
+        lines += ["", "## Calibration", "",
+                  f"The classifier's weights already include imgcls's calibration temperature "
+                  f"({float(calibration['temperature']):.4g}, fitted on validation data): the scores of any client, "
+                  f"a transformers pipeline included, are the calibrated ones imgcls gives."]
+    elif calibration.get("temperature"):
         temperature = float(calibration["temperature"])
         lines += ["", "## Calibration", "",
                   f"imgcls divides the logits by a temperature of {temperature:.4g} (fitted on validation data) "

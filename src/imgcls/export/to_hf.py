@@ -14,6 +14,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+import torch
+from torch import nn
+
 from imgcls.data.presets import Preprocess
 from imgcls.errors import ExportError
 from imgcls.models.metadata import ExportMeta
@@ -63,10 +66,25 @@ def timm_data_config(pre: Preprocess) -> dict[str, Any]:
             "interpolation": pre.interpolation, "crop_pct": pre.crop_pct, "crop_mode": "center"}
 
 
-def write_timm_folder(checkpoint: LoadedCheckpoint, section: dict[str, Any], folder: Path) -> None:
+def fold_temperature(model: nn.Module, section: dict[str, Any]) -> nn.Module:
+    """Divide the classifier's weights and bias by the calibration temperature, so that the folder's logits are
+    the calibrated ones in any client (a pipeline applies no temperature of its own); the section says so."""
+    calibration = section.get("calibration")
+    temperature = float(calibration.get("temperature") or 1.0) if isinstance(calibration, dict) else 1.0
+    head = model.get_classifier() if hasattr(model, "get_classifier") else None
+    if temperature == 1.0 or not isinstance(head, nn.Linear):
+        return model
+    with torch.no_grad():
+        head.weight.div_(temperature)
+        if head.bias is not None:
+            head.bias.div_(temperature)
+    section["calibration"] = {**calibration, "in_weights": True}
+    return model
+
+
+def write_timm_folder(model: nn.Module, checkpoint: LoadedCheckpoint, section: dict[str, Any], folder: Path) -> None:
     import timm
 
-    model = checkpoint.build()
     timm.models.save_for_hf(model, str(folder), model_config={"label_names": list(checkpoint.classes)},
                             safe_serialization=True, data_config=timm_data_config(checkpoint.preprocess))
     path = folder / CONFIG
@@ -95,10 +113,11 @@ def image_processor(pre: Preprocess) -> Any:
                              image_std=list(pre.std), do_center_crop=True, do_normalize=True)
 
 
-def write_transformers_folder(checkpoint: LoadedCheckpoint, section: dict[str, Any], folder: Path) -> None:
+def write_transformers_folder(model: nn.Module, checkpoint: LoadedCheckpoint, section: dict[str, Any],
+                              folder: Path) -> None:
     from imgcls.models.hf import to_transformers
 
-    hf_model = to_transformers(checkpoint.build(), list(checkpoint.classes))
+    hf_model = to_transformers(model, list(checkpoint.classes))
     setattr(hf_model.config, IMGCLS_SECTION, section)
     hf_model.save_pretrained(str(folder), safe_serialization=True)
     image_processor(checkpoint.preprocess).save_pretrained(str(folder))
@@ -109,8 +128,9 @@ def write_hf_folder(checkpoint: LoadedCheckpoint, meta: ExportMeta, folder: Path
     library = check_exportable(checkpoint)
     section = imgcls_section(meta, checkpoint.info)
     folder.mkdir(parents=True, exist_ok=True)
+    model = fold_temperature(checkpoint.build(), section)
     if library == "timm":
-        write_timm_folder(checkpoint, section, folder)
+        write_timm_folder(model, checkpoint, section, folder)
     else:
-        write_transformers_folder(checkpoint, section, folder)
+        write_transformers_folder(model, checkpoint, section, folder)
     return library

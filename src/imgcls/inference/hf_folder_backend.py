@@ -20,9 +20,12 @@ def is_hf_folder(path: Path) -> bool:
 
 
 def temperature_of(info: dict) -> float:
-    """The calibration temperature a model's metadata records (1 when it has none)."""
+    """The calibration temperature still to apply to a model's logits (1 when it has none, or when an exported
+    folder's classifier weights already include it)."""
     calibration = info.get("calibration")
-    return float(calibration.get("temperature") or 1.0) if isinstance(calibration, dict) else 1.0
+    if not isinstance(calibration, dict) or calibration.get("in_weights"):
+        return 1.0
+    return float(calibration.get("temperature") or 1.0)
 
 
 class _Logits(nn.Module):
