@@ -149,9 +149,9 @@ class Classifier:
         results = []
         for start in range(0, len(images), batch_size):
             chunk = images[start:start + batch_size]
-            probs = self.predictor.predict_images([to_rgb(image) for image in chunk])
-            results += [self.predictor.labelled(getattr(image, "filename", None) or None, row, topk).to_dict()
-                        for image, row in zip(chunk, probs)]
+            names = [getattr(image, "filename", None) or None for image in chunk]
+            results += [p.to_dict() for p in self.predictor.label_images([to_rgb(image) for image in chunk], names,
+                                                                         topk)]
         return results
 
     def evaluate(self, data: str | Path | None = None, split: str = "val", *, tta: bool = False,

@@ -164,6 +164,15 @@ class Predictor:
             return np.zeros((0, len(self.classes)), dtype=np.float32)
         return self.probabilities(torch.stack([self.transform(image) for image in images])).numpy()
 
+    def label_images(self, images: Sequence[Image.Image], names: Sequence[str | None], topk: int = 5
+                     ) -> list[Prediction]:
+        """Labelled answers ("unknown" included) for RGB PIL images, named by ``names``."""
+        if not images:
+            return []
+        probs, scores = self.outputs(torch.stack([self.transform(image) for image in images]))
+        return [self.labelled(name, row, topk, None if scores is None else float(scores[i]))
+                for i, (name, row) in enumerate(zip(names, probs.numpy()))]
+
     def iter_probabilities(self, paths: Sequence[str], batch_size: int = 32, workers: int | None = None):  # noqa: ANN201
         """Yields (indices, probabilities, failed indices) per batch, decoding in parallel workers.
 
