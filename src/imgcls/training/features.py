@@ -35,7 +35,7 @@ from torchvision.transforms.v2 import functional as TF
 from imgcls.cache import cache_dir, content_key
 from imgcls.data.images import ImageLoadError, load_image
 from imgcls.data.presets import EvalPreset, Preprocess
-from imgcls.data.source import DataSource
+from imgcls.data.source import DataSource, MultiHot
 from imgcls.errors import DataError
 from imgcls.models.chunked import forward_in_slices
 from imgcls.progress import Progress
@@ -260,7 +260,11 @@ def cached_features(model: nn.Module, source: DataSource, split: str, preprocess
     row_of = {sample: row for row, sample in enumerate(readable)}
     count = len(samples)
     rows = [next(row_of[j % count] for j in range(i, i + count) if j % count in row_of) for i in range(count)]
-    labels = torch.tensor([samples[readable[r]][1] for r in rows], dtype=torch.long)
+    if source.task == "multilabel":  # each label a tuple of class indices: multi-hot rows, as the dataset gives
+        multi_hot = MultiHot(len(source.classes))
+        labels = torch.stack([multi_hot(samples[readable[r]][1]) for r in rows]).long()
+    else:
+        labels = torch.tensor([samples[readable[r]][1] for r in rows], dtype=torch.long)
     return FeatureSet(features[torch.tensor(rows)] if len(readable) < count else features, labels)
 
 
