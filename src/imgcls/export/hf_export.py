@@ -26,9 +26,10 @@ from imgcls.models.metadata import ExportMeta
 from imgcls.export.model_card import model_card, write_model_card
 from imgcls.export.parity import Parity, _spread
 from imgcls.export.to_hf import CONFIG, IMGCLS_SECTION, write_hf_folder
-from imgcls.inference.hf_folder_backend import read_meta, temperature_of
+from imgcls.inference.hf_folder_backend import read_meta
 from imgcls.inference.predictor import Predictor
 from imgcls.models.checkpoint import load_checkpoint
+from imgcls.models.temperature import temperature_of
 
 log = logging.getLogger(__name__)
 

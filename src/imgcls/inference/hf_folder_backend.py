@@ -11,21 +11,13 @@ from torch import nn
 
 from imgcls.errors import CheckpointError, first_line
 from imgcls.models.metadata import META_KEY, ExportMeta
+from imgcls.models.temperature import temperature_of
 
 HF_CONFIG = "config.json"
 
 
 def is_hf_folder(path: Path) -> bool:
     return path.is_dir() and (path / HF_CONFIG).is_file()
-
-
-def temperature_of(info: dict) -> float:
-    """The calibration temperature still to apply to a model's logits (1 when it has none, or when an exported
-    folder's classifier weights already include it)."""
-    calibration = info.get("calibration")
-    if not isinstance(calibration, dict) or calibration.get("in_weights"):
-        return 1.0
-    return float(calibration.get("temperature") or 1.0)
 
 
 class _Logits(nn.Module):

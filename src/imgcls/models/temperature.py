@@ -47,6 +47,9 @@ def cross_fitted_probabilities(logits: torch.Tensor, labels: torch.Tensor, folds
 
 
 def temperature_of(info: dict[str, Any]) -> float:
-    """The temperature a model file records (1.0 when it was never calibrated)."""
-    calibration = info.get("calibration") or {}
+    """The temperature still to apply to a model's logits: 1.0 when it was never calibrated, or when an exported
+    folder's classifier weights already include it."""
+    calibration = info.get("calibration")
+    if not isinstance(calibration, dict) or calibration.get("in_weights"):
+        return 1.0
     return float(calibration.get("temperature") or 1.0)
