@@ -9,10 +9,12 @@ from __future__ import annotations
 import atexit
 import json
 import logging
+import multiprocessing
 import os
 import signal
 import sys
 import threading
+import time
 import unicodedata
 from pathlib import Path
 from typing import Any, Optional
@@ -536,6 +538,21 @@ def main() -> None:
         sys.exit(refused.exit_code)
 
 
+def _end_daemon_children() -> None:
+    """multiprocessing's exit handler sends its daemon children (loader workers) SIGTERM and waits for
+    them without a limit; imgcls's training workers ignore SIGTERM, so a worker still alive would hold the
+    exit for ever. They own no files: SIGKILL those that have not ended within a second."""
+    children = [child for child in multiprocessing.active_children() if child.daemon]
+    for child in children:
+        child.terminate()
+    deadline = time.monotonic() + 1.0
+    for child in children:
+        child.join(max(0.0, deadline - time.monotonic()))
+        if child.is_alive():
+            child.kill()
+            child.join(5)
+
+
 def run() -> None:
     """The ``imgcls`` executable: :func:`main`, then exit without the interpreter's teardown.
 
@@ -553,6 +570,7 @@ def run() -> None:
     for thread in threading.enumerate():
         if thread is not threading.current_thread() and not thread.daemon:
             thread.join()
+    _end_daemon_children()
     atexit._run_exitfuncs()
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):

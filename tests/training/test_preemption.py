@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -85,6 +86,16 @@ def test_sigterm_during_validation_lets_it_finish_so_every_epoch_has_its_val_acc
     rows = json.loads((resume(tmp_path / "val").path / "metrics.json").read_text())["epochs"]
     assert [row["epoch"] for row in rows] == [1, 2, 3]
     assert all(row["val_acc"] is not None for row in rows)
+
+
+@pytest.mark.slow
+def test_a_stop_by_sigterm_leaves_no_loader_worker_behind(tiny_data: Path, tmp_path: Path) -> None:
+    # The workers ignore SIGTERM; one left running would hold the exit of the process (and of a notebook's).
+    settings = {"data": str(tiny_data), "model": "small_cnn", "epochs": 2, "img_size": 32, "batch_size": 8,
+                "workers": 1, "out": str(tmp_path), "name": "workers"}
+    with pytest.raises(TrainingTerminated):
+        train(load_train_config(**settings), callbacks=[SigtermAt(epoch=1, batch=8)])  # the epoch's last batch
+    assert multiprocessing.active_children() == []
 
 
 @pytest.mark.slow

@@ -16,6 +16,7 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import EarlyStopping
+from lightning.pytorch.utilities.combined_loader import _shutdown_workers_and_reset_iterator
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from imgcls.config import TrainConfig, config_of_run, config_record
@@ -199,6 +200,7 @@ def fit_stage(config: TrainConfig, source: DataSource, created: CreatedModel, ru
         best.load_state_dict(best_state)  # a later stage must beat the best epoch of the earlier ones
     progress = (EpochProgressBar if sys.stderr.isatty() else EpochLog)(total_epochs, history.epoch_offset)
     sigint, sigterm = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    trainer = None
     try:
         _default_sigterm()  # Lightning's handler alone: it stops after the batch in flight
         with lightning_notices_hidden():
@@ -213,7 +215,19 @@ def fit_stage(config: TrainConfig, source: DataSource, created: CreatedModel, ru
         raise TrainingInterrupted(f"training interrupted; resume with: imgcls train --resume {run.path}") from exc
     finally:
         _restore_handlers(sigint, sigterm)
+        if trainer is not None:
+            _stop_loader_workers(trainer)
     return trainer, best, val_features
+
+
+def _stop_loader_workers(trainer: pl.Trainer) -> None:
+    """End the stage's persistent loader workers now. Lightning leaves the validation loader's running until
+    the trainer is garbage-collected, and the workers ignore SIGTERM (the main process finishes its batch
+    first), so after a stop by SIGTERM they would hold the process's exit, and after a stage their memory."""
+    loaders = [trainer.train_dataloader, trainer.val_dataloaders]
+    for loader in (item for group in loaders for item in (group if isinstance(group, (list, tuple)) else [group])):
+        if loader is not None:
+            _shutdown_workers_and_reset_iterator(loader)
 
 
 def _default_sigterm() -> None:
