@@ -52,6 +52,18 @@ def refused_writes(path: str | os.PathLike) -> Iterator[None]:
         raise refused from None
 
 
+def writable_folder(folder: Path) -> Path:
+    """``folder``, made if missing; :class:`RunDirError` naming it when it cannot be written to."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        writable = os.access(folder, os.W_OK)
+    except OSError:
+        writable = False
+    if not writable:
+        raise RunDirError(f"cannot write the report into {folder}; choose a folder you can write to with --out DIR")
+    return folder
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """``data`` into ``path`` through a temp file and a rename: the old file or the new one, never half
     of one. A disk that refuses the write raises :class:`StorageError` naming ``path``."""

@@ -18,7 +18,7 @@ from typing import Any
 from imgcls.data.cifar import is_cifar10_spec
 from imgcls.data.filecheck import FileRecord, Progress, inspect_files
 from imgcls.data.folders import class_dirs, data_folder, is_junk_file, report_ignored, walk_files
-from imgcls.data.labels_csv import labels_csv_of
+from imgcls.data.labels_csv import label_classes, labels_csv_of, read_labels_csv
 from imgcls.data.similar import duplicate_problems
 from imgcls.errors import DataError
 
@@ -151,8 +151,6 @@ def diagnose(spec: str | Path, progress: Progress | None = None, workers: int | 
     if not is_cifar10_spec(spec):
         csvs = labels_csv_of(data_folder(spec))
         if csvs:  # multi-label data
-            from imgcls.data.doctor_labels import diagnose_labels
-
             return diagnose_labels(spec, data_folder(spec), csvs, progress, workers)
     listing = list_data(spec)
     paths = [p for classes in listing.files.values() for files in classes.values() for p in files]
@@ -167,6 +165,42 @@ def diagnose(spec: str | Path, progress: Progress | None = None, workers: int | 
                                    if listing.layout == "train-val" else listing.root)
     counts = {split: {name: len(files) for name, files in classes.items()} for split, classes in usable.items()}
     return DoctorReport(str(spec), listing.layout, counts, problems)
+
+
+# Multi-label data (labels.csv): the rows that cannot train end with exit 2 naming labels.csv:LINE (as
+# training does); the rest -- unknown or empty labels, repeated rows, images without a row, broken or odd
+# files -- are problems rows, with the counts of each label per split.
+@dataclass
+class LabelsDoctorReport(DoctorReport):
+    """A doctor report whose per-split counts are images per label (an image counts under each of its labels)."""
+
+    image_count: int = 0
+
+    @property
+    def images(self) -> int:
+        return self.image_count
+
+
+def diagnose_labels(spec: str | Path, root: Path, csvs: dict[str, Path], progress: Progress | None = None,
+                    workers: int | None = None) -> DoctorReport:
+    train = read_labels_csv(csvs.get("train") or csvs["all"])
+    classes = label_classes(train.rows, train.csv)
+    tables = {"all" if "all" in csvs else "train": train}
+    for split in ("val", "test"):
+        if split in csvs:
+            tables[split] = read_labels_csv(csvs[split], known=classes)
+    paths = [row.path for table in tables.values() for row in table.rows]
+    records = {r.path: r for r in inspect_files(paths, decode=True, workers=workers, progress=progress)}
+    problems = [Problem(p.path, p.kind, p.detail) for table in tables.values() for p in table.problems]
+    # file_problems reads split -> class -> files; one pseudo-class per split is enough for its checks.
+    problems += file_problems({split: {"*": [row.path for row in table.rows]} for split, table in tables.items()},
+                              records)
+    counts, usable = {}, 0
+    for split, table in tables.items():
+        rows = [row for row in table.rows if records[row.path].ok]
+        counts[split] = {name: sum(name in row.labels for row in rows) for name in classes}
+        usable += len(rows)
+    return LabelsDoctorReport(str(spec), "labels-csv", counts, problems, image_count=usable)
 
 
 def _ignored_detail(path: str) -> str:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from imgcls.data.folders import class_files
+from imgcls.data.folders import Skipped, check_files, class_files
 from imgcls.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -177,12 +177,19 @@ def split_record(root: Path, parts: dict[str, list[CsvRow]], classes: list[str],
             **{split: [os.path.relpath(r.path, root) for r in part] for split, part in parts.items()}}
 
 
-def resolve_labels_data(spec: str, root: Path, csvs: dict[str, Path], val_split: float, seed: int,
-                        recorded: dict[str, Any] | None = None):  # noqa: ANN201 - DataSource (import cycle)
-    """The :class:`~imgcls.data.source.DataSource` of a multi-label folder."""
-    from imgcls.data.folders import check_files
-    from imgcls.data.source import DataSource
+@dataclass
+class LabelsData:
+    """What a multi-label folder's labels.csv files give its DataSource (data/source.py builds it)."""
 
+    classes: list[str]
+    files: dict[str, list]  # split -> (path, multi-hot label tuple) samples of readable images
+    skipped: list[Skipped]
+    split: dict[str, Any] | None  # split.json, when imgcls made the split
+
+
+def read_labels_data(root: Path, csvs: dict[str, Path], val_split: float, seed: int,
+                     recorded: dict[str, Any] | None = None) -> LabelsData:
+    """The classes and per-split samples of a multi-label folder (``recorded``: a run's split.json)."""
     first = read_labels_csv(csvs.get("train") or csvs["all"])
     classes = label_classes(first.rows, first.csv)
     files: dict[str, list[CsvRow]] = {}
@@ -206,9 +213,6 @@ def resolve_labels_data(spec: str, root: Path, csvs: dict[str, Path], val_split:
         log.warning("%s (%s): %s", problem.path, problem.kind, problem.detail)
     skipped = check_files([r.path for part in files.values() for r in part])
     bad = {s.path for s in skipped}
-    source = DataSource(spec, "labels-csv", classes, root=root, skipped=skipped, task="multilabel")
-    for split, part in files.items():
-        source.files[split] = as_samples([r for r in part if r.path not in bad], classes)
-    if "all" in csvs:
-        source.split = recorded or split_record(root, files, classes, seed, val_split)
-    return source
+    samples = {split: as_samples([r for r in part if r.path not in bad], classes) for split, part in files.items()}
+    split = (recorded or split_record(root, files, classes, seed, val_split)) if "all" in csvs else None
+    return LabelsData(classes, samples, skipped, split)

@@ -24,7 +24,7 @@ from imgcls.config import config_of_run
 from imgcls.data.cifar import cifar10_root, is_cifar10_spec, load_cifar10
 from imgcls.data.folders import FolderScan, Sample, Skipped, data_folder, drop_empty_classes, scan_folder
 from imgcls.data.images import ImageLoadError, load_image
-from imgcls.data.labels_csv import labels_csv_of, resolve_labels_data
+from imgcls.data.labels_csv import labels_csv_of, read_labels_data
 from imgcls.data.split import samples_from_record, split_record, stratified_split
 from imgcls.errors import DataError
 from imgcls.rundir import RunDir
@@ -160,6 +160,15 @@ def _resolve_cifar(spec: str) -> DataSource:
                                                         "test": arrays["test"]})
 
 
+def label_map(data_classes: list[str], model_classes: list[str]) -> list[int]:
+    """The model's index of each of the data's classes; :class:`DataError` when the model lacks one."""
+    unknown = [c for c in data_classes if c not in model_classes]
+    if unknown:
+        raise DataError(f"the data has classes the model was not trained on: {', '.join(unknown)}; "
+                        f"the model knows {', '.join(model_classes)} -- evaluate on data with those class folders")
+    return [model_classes.index(c) for c in data_classes]
+
+
 def resolve_data(spec: str | Path, val_split: float = 0.2, seed: int = 42,
                  recorded_split: dict[str, Any] | None = None) -> DataSource:
     """Find classes and samples for DATA. ``recorded_split`` (a run's split.json) reproduces its split."""
@@ -169,7 +178,9 @@ def resolve_data(spec: str | Path, val_split: float = 0.2, seed: int = 42,
     root = data_folder(spec)
     csvs = labels_csv_of(root)
     if csvs:
-        return resolve_labels_data(spec, root, csvs, val_split, seed, recorded_split)
+        found = read_labels_data(root, csvs, val_split, seed, recorded_split)
+        return DataSource(spec, "labels-csv", found.classes, found.files, root=root, skipped=found.skipped,
+                          split=found.split, task="multilabel")
 
     if (root / "train").is_dir():
         train = _check_classes(scan_folder(root / "train"), root / "train")

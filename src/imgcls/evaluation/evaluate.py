@@ -15,10 +15,11 @@ import torch
 from torch.utils.data import DataLoader
 
 from imgcls.data.cifar import is_cifar10_spec
-from imgcls.data.source import DataSource
+from imgcls.data.source import DataSource, label_map
 from imgcls.errors import DataError
 from imgcls.evaluation.calibration import Calibration, calibration, uncalibrated
 from imgcls.evaluation.metrics import classification_metrics
+from imgcls.evaluation.multilabel import evaluate_multilabel
 from imgcls.inference.predictor import Predictor
 from imgcls.rundir import RunDir
 from imgcls.runtime import cpu_loader_workers
@@ -69,15 +70,6 @@ class Evaluation:
         return calibration(self.labels, uncalibrated(self.probs, self.temperature))
 
 
-def label_map(data_classes: list[str], model_classes: list[str]) -> list[int]:
-    """The model's index of each of the data's classes; :class:`DataError` when the model lacks one."""
-    unknown = [c for c in data_classes if c not in model_classes]
-    if unknown:
-        raise DataError(f"the data has classes the model was not trained on: {', '.join(unknown)}; "
-                        f"the model knows {', '.join(model_classes)} -- evaluate on data with those class folders")
-    return [model_classes.index(c) for c in data_classes]
-
-
 def evaluate_predictor(predictor: Predictor, source: DataSource, split: str = "val", batch_size: int = 64,
                        workers: int | None = None, tta: bool = False,
                        progress: Callable[[int, int], None] | None = None) -> Evaluation:
@@ -87,8 +79,6 @@ def evaluate_predictor(predictor: Predictor, source: DataSource, split: str = "v
     none for a split of a single batch, where starting them costs more than they save). Multi-label data
     (labels.csv) gets a :class:`~imgcls.evaluation.multilabel.MultiLabelEvaluation`."""
     if source.task == "multilabel":
-        from imgcls.evaluation.multilabel import evaluate_multilabel
-
         return evaluate_multilabel(predictor, source, split, batch_size, workers, tta, progress)
     if getattr(predictor, "multilabel", False):
         raise DataError(f"{predictor.source} is a multi-label model; evaluate it on a folder with labels.csv "

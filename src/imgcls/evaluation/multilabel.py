@@ -15,9 +15,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from imgcls.data.source import DataSource
+from imgcls.data.source import DataSource, label_map
 from imgcls.errors import DataError
-from imgcls.evaluation.evaluate import label_map
 from imgcls.inference.predictor import Predictor
 from imgcls.runtime import cpu_loader_workers
 

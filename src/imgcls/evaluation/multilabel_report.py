@@ -24,7 +24,7 @@ from imgcls.evaluation.plots import _save, plot_curves, plt
 from imgcls.inference.predictor import Predictor
 from imgcls.models.checkpoint import read_checkpoint_file
 from imgcls.models.metadata import CHECKPOINT_FORMAT
-from imgcls.rundir import RunDir, atomic_write_bytes, atomic_write_text, write_json
+from imgcls.rundir import RunDir, atomic_write_bytes, atomic_write_text, writable_folder, write_json
 
 log = logging.getLogger(__name__)
 
@@ -127,9 +127,7 @@ def _body(evaluation: MultiLabelEvaluation, record: dict[str, Any], run: RunDir 
 def write_multilabel_report(out: str | Path, evaluation: MultiLabelEvaluation, model: Path, source: DataSource,
                             run: RunDir | None = None) -> Path:
     """Pictures, evaluation.json and report.html of a multi-label evaluation; returns report.html's path."""
-    from imgcls.evaluation.report import _writable
-
-    out = _writable(Path(out))
+    out = writable_folder(Path(out))
     title = f"{run.path.name if run else model.name} ({evaluation.split})"
     summary = run.read_metrics() if run else {}
     pictures = {"pr": plot_pr_curves(evaluation, out / PR_CURVES, title),

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -15,17 +14,17 @@ from typing import Any
 import numpy as np
 
 from imgcls.data.source import DataSource, data_for
-from imgcls.errors import RunDirError
 from imgcls.evaluation import html as h
 from imgcls.evaluation.evaluate import Evaluation, evaluate_predictor, evaluation_from_probabilities
 from imgcls.evaluation.ood import OodEvaluation
 from imgcls.evaluation.gallery import sample_predictions, shown_images, worst_mistakes
 from imgcls.evaluation.insight import add_overlays, suspects_section
+from imgcls.evaluation.multilabel_report import write_multilabel_report
 from imgcls.evaluation.plots import plot_confusion, plot_curves, plot_reliability
 from imgcls.inference.predictor import Predictor
 from imgcls.leaderboard import read_leaderboard
 from imgcls.models.checkpoint import load_checkpoint
-from imgcls.rundir import RunDir, atomic_write_text, write_json
+from imgcls.rundir import RunDir, atomic_write_text, writable_folder, write_json
 
 log = logging.getLogger(__name__)
 
@@ -229,27 +228,14 @@ def render_report(evaluation: Evaluation, record: dict[str, Any], pictures: dict
     return h.page(f"imgcls report: {name}", "".join(body))
 
 
-def _writable(folder: Path) -> Path:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        writable = os.access(folder, os.W_OK)
-    except OSError:
-        writable = False
-    if not writable:
-        raise RunDirError(f"cannot write the report into {folder}; choose a folder you can write to with --out DIR")
-    return folder
-
-
 def write_report(out: str | Path, evaluation: Evaluation, model: Path, source: DataSource,
                  run: RunDir | None = None, suspects: list[dict[str, Any]] | None = None,
                  ood: OodEvaluation | None = None) -> Path:
     """Pictures, evaluation.json and report.html for ``evaluation`` in ``out`` (with the ``evaluate --ood``
     figures when given); returns report.html's path."""
     if getattr(evaluation, "task", "single") == "multilabel":
-        from imgcls.evaluation.multilabel_report import write_multilabel_report
-
         return write_multilabel_report(out, evaluation, model, source, run)
-    out = _writable(Path(out))
+    out = writable_folder(Path(out))
     name = run.path.name if run else model.name
     title = f"{name} ({evaluation.split})"
     summary = run.read_metrics() if run else {}

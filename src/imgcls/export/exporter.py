@@ -16,7 +16,8 @@ from typing import Any
 
 from imgcls.data.source import DataSource
 from imgcls.errors import DataError, ExportError
-from imgcls.export.parity import Parity, Reference, calibration_batches, check_inputs
+from imgcls.export.hf_export import export_hf
+from imgcls.export.parity import ExportResult, Parity, Reference, calibration_batches, check_inputs
 from imgcls.inference.predictor import Predictor, resolve_model_path
 from imgcls.models.checkpoint import load_checkpoint
 from imgcls.models.metadata import ExportMeta
@@ -33,27 +34,6 @@ DEFAULT_TOLERANCE = {"hf": 0.02}
 QUANTIZATIONS = ("int8",)
 TORCH_SUFFIXES = (".pt", ".pth", ".ckpt")
 TASK_KEYS = ("task", "thresholds", "thresholds_from")  # how a multi-label model's scores become labels
-
-
-@dataclass
-class ExportResult:
-    path: Path
-    format: str
-    quantize: str | None
-    size_bytes: int
-    seconds: float
-    checked_on: str  # "153 val images" / "19 random inputs"
-    tolerance: float
-    parity: Parity  # of the float export against PyTorch
-    int8: Parity | None = None  # of the int8 model against PyTorch
-    source: str = ""
-    predict_parity: Parity | None = None  # hf: against `imgcls predict`, which decodes large JPEGs at reduced scale
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"predict_parity": self.predict_parity.to_dict() if self.predict_parity else None,"path": str(self.path), "format": self.format, "quantize": self.quantize,
-                "size_bytes": self.size_bytes, "seconds": round(self.seconds, 2), "source": self.source,
-                "checked_on": self.checked_on, "tolerance": self.tolerance, "parity": self.parity.to_dict(),
-                "int8": self.int8.to_dict() if self.int8 else None}
 
 
 def normalize_format(fmt: str) -> str:
@@ -135,8 +115,6 @@ def export_model(model: str | Path, fmt: str = "onnx", quantize: str | None = No
         raise ExportError("--quantize int8 works with --format onnx (onnxruntime quantization)")
     checkpoint_path = _source_checkpoint(model)
     if fmt == "hf":
-        from imgcls.export.hf_export import export_hf
-
         return export_hf(checkpoint_path, out, _check_data(checkpoint_path, data), tolerance, check_limit)
     target = output_path(checkpoint_path, fmt, quantize, out)
     with refused_writes(target):

@@ -17,14 +17,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from imgcls.data.source import DataSource
+from imgcls.data.source import DataSource, label_map
 from imgcls.errors import ExportError, first_line
-from imgcls.evaluation.evaluate import label_map
-from imgcls.export.exporter import ExportResult
 from imgcls.rundir import RunDir
 from imgcls.models.metadata import ExportMeta
 from imgcls.export.model_card import model_card, write_model_card
-from imgcls.export.parity import Parity, _spread
+from imgcls.export.parity import ExportResult, Parity, _spread
 from imgcls.export.to_hf import CONFIG, IMGCLS_SECTION, write_hf_folder
 from imgcls.inference.hf_folder_backend import read_meta
 from imgcls.inference.predictor import Predictor

@@ -11,8 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
-from imgcls.data.source import DataSource
-from imgcls.evaluation.evaluate import label_map
+from imgcls.data.source import DataSource, label_map
 from imgcls.inference.predictor import Predictor
 
 log = logging.getLogger(__name__)
@@ -136,3 +135,25 @@ class Reference:
             reference_accuracy = float((self.probs.argmax(1) == self.labels).mean())
         return Parity(len(probs), float(np.abs(probs - self.probs).max()), agree, accuracy, reference_accuracy,
                       ood_diff)
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    format: str
+    quantize: str | None
+    size_bytes: int
+    seconds: float
+    checked_on: str  # "153 val images" / "19 random inputs"
+    tolerance: float
+    parity: Parity  # of the float export against PyTorch
+    int8: Parity | None = None  # of the int8 model against PyTorch
+    source: str = ""
+    predict_parity: Parity | None = None  # hf: against `imgcls predict`, which decodes large JPEGs at reduced scale
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": str(self.path), "format": self.format, "quantize": self.quantize,
+                "size_bytes": self.size_bytes, "seconds": round(self.seconds, 2), "source": self.source,
+                "checked_on": self.checked_on, "tolerance": self.tolerance, "parity": self.parity.to_dict(),
+                "int8": self.int8.to_dict() if self.int8 else None,
+                "predict_parity": self.predict_parity.to_dict() if self.predict_parity else None}

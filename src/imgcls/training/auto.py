@@ -16,6 +16,7 @@ import math
 import tempfile
 import time
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -201,10 +202,9 @@ def held_out_source(source: DataSource, seed: int) -> DataSource:
                       root=source.root)
 
 
-def image_trial(config: TrainConfig, holdout: DataSource) -> float:
-    """Best held-out accuracy of ``config`` trained on ``holdout``'s train part (a throwaway run)."""
-    from imgcls.training.fit import fit
-
+def image_trial(config: TrainConfig, holdout: DataSource, fit: Callable[..., Any]) -> float:
+    """Best held-out accuracy of ``config`` trained on ``holdout``'s train part (a throwaway run) by ``fit``
+    (training/fit.py's, which calls this search: passed in, so the search does not import its caller)."""
     created = create_model(config.model, len(holdout.classes), pretrained=config.pretrained, weights=config.weights,
                            img_size=config.img_size, cifar_stem=config.cifar_stem)
     with tempfile.TemporaryDirectory(prefix="imgcls-auto-") as scratch:
@@ -255,8 +255,9 @@ def image_cost(config: TrainConfig, images: int, classes: int) -> float:
 
 
 def search(original: TrainConfig, config: TrainConfig, source: DataSource, created: CreatedModel,
-           profile: DataProfile) -> tuple[TrainConfig, list[dict[str, Any]]]:
-    """The winning settings (their reasons in ``decided``) and the leaderboard rows."""
+           profile: DataProfile, fit: Callable[..., Any]) -> tuple[TrainConfig, list[dict[str, Any]]]:
+    """The winning settings (their reasons in ``decided``) and the leaderboard rows; ``fit`` trains the
+    trials on images (see :func:`image_trial`)."""
     from imgcls.training.setup import run_name, use_feature_cache
 
     start = time.perf_counter()
@@ -282,7 +283,7 @@ def search(original: TrainConfig, config: TrainConfig, source: DataSource, creat
         began = time.perf_counter()
         log.info("auto: trying %s on %d images, %d held out", recipe, len(holdout.labels("train")),
                  len(holdout.labels("val")))
-        accuracy = image_trial(candidate, holdout)
+        accuracy = image_trial(candidate, holdout, fit)
         candidates.append(Candidate(recipe, candidate, accuracy, f"{int(HELD_OUT * 100)}% of train held out",
                                     time.perf_counter() - began))
         log.info("auto: %s: held-out accuracy %.3f in %.1f s", recipe, accuracy, time.perf_counter() - began)

@@ -71,7 +71,7 @@ def train(config: TrainConfig, callbacks: list[pl.Callback] | None = None) -> Ru
     config, source, created = prepare(config)
     leaderboard: list[dict[str, Any]] = []
     if auto.wants_auto(config, set(original.model_fields_set)):
-        config, leaderboard = auto.search(original, config, source, created, profile_data(source))
+        config, leaderboard = auto.search(original, config, source, created, profile_data(source), fit)
         if config.model != created.spec.name or config.img_size != created.preprocess.img_size:
             created = create_model(config.model, len(source.classes), pretrained=config.pretrained,
                                    weights=config.weights, img_size=config.img_size, cifar_stem=config.cifar_stem)
