@@ -4,7 +4,8 @@
 
 Each set is trained twice with the real CLI (start-up included): `imgcls train DATA` with no flags,
 and with the best flags found by hand; the table shows val accuracy and wall time side by side, and
-whether zero flags is within 1 point in at most max(2x the hand-picked time, 300 s).
+whether zero flags is within 1 point in at most max(2x the hand-picked time, 300 s). Each run's ECE on val
+before and after its temperature calibration (cross-fitted, as the run reports it) is shown beside it.
 
 - photos:     examples/ants_bees (downscaled ants and bees, colour);
 - digits:     28 px grayscale digit renders (tests/training/digits.py);
@@ -32,6 +33,7 @@ from PIL import Image, ImageDraw, ImageFont
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from imgcls.models.checkpoint import load_checkpoint  # noqa: E402
 from tests.training.digits import _font_path, make_digits, render_digit  # noqa: E402
 
 HANGUL = "가나다라마바사아자차카타파하거너더러머버서어저처커터퍼허고노도로모보소오조초코토포호구누두루무부수우주추"
@@ -141,8 +143,15 @@ def train(data: Path, flags: list[str], out: Path, name: str) -> dict:
         return {"accuracy": float("nan"), "seconds": seconds, "error": result.stderr.strip().splitlines()[-1:]}
     run = Path(result.stdout.strip().splitlines()[-1])
     metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
+    calibration = load_checkpoint(run / "best.pt").info.get("calibration") or {}
     return {"accuracy": metrics["best_val_acc"], "seconds": seconds, "run": str(run),
-            "leaderboard": (run / "leaderboard.md").is_file()}
+            "leaderboard": (run / "leaderboard.md").is_file(),
+            "ece": (calibration.get("ece_before", float("nan")), calibration.get("ece", float("nan")))}
+
+
+def ece_text(result: dict) -> str:
+    before, after = result.get("ece", (float("nan"), float("nan")))
+    return f"ECE {before:.3f}->{after:.3f}"
 
 
 def main() -> None:
@@ -163,8 +172,9 @@ def main() -> None:
             allowed = max(2 * hand["seconds"], 300.0) if hand["seconds"] == hand["seconds"] else 300.0
             ok = zero["accuracy"] >= hand["accuracy"] - 0.01 and zero["seconds"] <= allowed
             rows.append((name, zero, hand, ok))
-            print(f"{name:11s} zero flags {zero['accuracy']:.4f} in {zero['seconds']:6.1f} s | hand-picked "
-                  f"{hand['accuracy']:.4f} in {hand['seconds']:6.1f} s ({' '.join(HAND_PICKED[name])}) | "
+            print(f"{name:11s} zero flags {zero['accuracy']:.4f} in {zero['seconds']:6.1f} s ({ece_text(zero)}) | "
+                  f"hand-picked {hand['accuracy']:.4f} in {hand['seconds']:6.1f} s ({ece_text(hand)}; "
+                  f"{' '.join(HAND_PICKED[name])}) | "
                   f"{'ok' if ok else 'NOT ok'}" + (f" | {zero['error']}" if "error" in zero else ""), flush=True)
     finally:
         if args.out is None:

@@ -48,6 +48,7 @@ def test_checkpoints_are_plain_data_with_everything_to_predict(cli_run: Path) ->
         assert meta["preprocess"]["img_size"] == 32
 
 
+@pytest.mark.slow
 def test_evaluate_json_matches_the_contract_and_the_training_record(cli_run: Path) -> None:
     result = run_cli("evaluate", cli_run, "--json", check=True)
     metrics = json.loads(result.stdout)  # stdout holds only JSON
@@ -60,6 +61,7 @@ def test_evaluate_json_matches_the_contract_and_the_training_record(cli_run: Pat
     assert metrics["accuracy"] == pytest.approx(json.loads((cli_run / "metrics.json").read_text())["best_val_acc"])
 
 
+@pytest.mark.slow
 def test_predict_json_for_files_and_folders(cli_run: Path, tiny_data: Path) -> None:
     folder = tiny_data / "val" / "checker"
     one = next(tiny_data.glob("val/stripes_h/*.png"))
@@ -80,10 +82,10 @@ def test_predict_json_for_files_and_folders(cli_run: Path, tiny_data: Path) -> N
 
 @pytest.mark.parametrize(("args", "named"), [
     (["train", "/no/such/folder"], "/no/such/folder"),
-    (["train", "{data}", "--model", "resnet_18"], "resnet18"),
+    pytest.param(["train", "{data}", "--model", "resnet_18"], "resnet18", marks=pytest.mark.slow),
     (["train", "{data}", "--epochs", "-3"], "--epochs"),
-    (["predict", "/no/such/run", "{data}"], "/no/such/run"),
-    (["evaluate", "{data}"], "no best.pt"),
+    pytest.param(["predict", "/no/such/run", "{data}"], "/no/such/run", marks=pytest.mark.slow),
+    pytest.param(["evaluate", "{data}"], "no best.pt", marks=pytest.mark.slow),
 ])
 def test_user_mistakes_exit_2_with_one_message(args: list[str], named: str, tiny_data: Path) -> None:
     result = run_cli(*[a.format(data=tiny_data) for a in args])

@@ -80,6 +80,7 @@ for epoch in range(2, 10_000):
 """
 
 
+@pytest.mark.slow
 def test_kill_during_writes_leaves_a_complete_last_pt(tmp_path):
     path = tmp_path / "last.pt"
     AtomicCheckpointIO().save_checkpoint({"epoch": 1, "w": torch.zeros(1)}, path)

@@ -89,6 +89,7 @@ def test_yaml_on_and_off_are_cache_modes(tmp_path: Path) -> None:
     assert load_train_config(tmp_path / "c.yaml", cache="off").cache == "off"
 
 
+@pytest.mark.slow
 def test_training_from_the_cache(tiny_data: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     from imgcls.config import load_train_config
     from imgcls.training.fit import train

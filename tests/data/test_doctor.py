@@ -102,6 +102,7 @@ def test_data_that_cannot_train_is_marked(tmp_path, classes, kind):
     assert kind in {p.kind for p in report.problems} and not report.can_train
 
 
+@pytest.mark.slow
 def test_train_names_broken_files_and_warns_about_leaks_and_imbalance(messy, tmp_path):
     result = run_cli("train", messy, "--model", "small_cnn", "--epochs", "1", "--img-size", "32", "--workers", "0",
                      "--out", tmp_path, check=True)
@@ -114,6 +115,7 @@ def test_train_names_broken_files_and_warns_about_leaks_and_imbalance(messy, tmp
     assert Path(result.stdout.strip().splitlines()[-1]).is_dir()
 
 
+@pytest.mark.slow
 def test_predict_reads_every_odd_but_valid_image(messy, tiny_run):
     result = run_cli("predict", tiny_run, messy / "odd", "--json", check=True)
     predicted = {Path(r["path"]).name for r in json.loads(result.stdout)}

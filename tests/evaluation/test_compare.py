@@ -29,6 +29,7 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+@pytest.mark.slow
 def test_compare_writes_table_and_plot_of_the_runs(tiny_run: Path, second_run: Path, tmp_path: Path) -> None:
     rows = api.compare([tiny_run, second_run], tmp_path / "cmp")
     assert [r["run"] for r in rows] == ["tiny", "slow-lr"]

@@ -15,6 +15,7 @@ from imgcls.evaluation.evaluate import default_report_dir
 from tests.helpers import make_class_tree, run_cli
 
 
+@pytest.mark.slow
 def test_evaluate_json_is_the_contract_and_consistent_with_itself(tiny_run: Path) -> None:
     result = run_cli("evaluate", tiny_run, "--json", check=True)
     metrics = json.loads(result.stdout)  # stdout is JSON only

@@ -70,6 +70,7 @@ def test_onnx_metadata_is_readable_by_other_tools(exported_run):
     assert set(meta["preprocess"]) >= {"img_size", "mean", "std", "interpolation", "crop_pct"}
 
 
+@pytest.mark.slow
 def test_int8_reports_accuracy_change_and_is_smaller(exported_run, tmp_path):
     # the tiny net loses a few of its 24 val images to int8; the drop guard is not what this checks
     summary = export_model(exported_run, "onnx", quantize="int8", out=tmp_path, max_accuracy_drop=1.0)
@@ -124,6 +125,7 @@ def test_an_exported_file_cannot_be_exported_again(exported_run):
         export_model(exported_run / "best.onnx", "torchscript")
 
 
+@pytest.mark.slow
 def test_cli_export_prints_the_path_last_and_exits_2_on_mistakes(exported_run, tmp_path):
     ok = run_cli("export", exported_run, "--format", "torchscript", "--out", tmp_path, check=True)
     assert ok.stdout.strip().splitlines()[-1] == str(tmp_path / "best.ts")

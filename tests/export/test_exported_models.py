@@ -20,6 +20,7 @@ def test_evaluate_an_export_inside_a_run_uses_the_runs_data(exported_run, name):
     assert metrics["confusion_matrix"] == reference["confusion_matrix"]
 
 
+@pytest.mark.slow
 def test_cli_predict_json_with_an_onnx_model(exported_run, tiny_data):
     folder = tiny_data / "val" / "checker"
     result = run_cli("predict", exported_run / "best.onnx", folder, "--topk", "2", "--json", check=True)

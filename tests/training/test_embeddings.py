@@ -49,6 +49,7 @@ def test_embed_writes_the_backbone_features_of_every_image_and_reads_them_back_f
         assert [row["path"] for row in csv.DictReader(handle)] == again.paths
 
 
+@pytest.mark.slow
 def test_exported_models_have_no_embeddings_and_say_to_pass_the_run(tmp_path: Path) -> None:
     exported = tmp_path / "best.onnx"
     exported.write_bytes(b"onnx")

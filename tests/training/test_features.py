@@ -167,6 +167,7 @@ def test_a_damaged_cache_entry_is_extracted_again(tmp_path: Path, monkeypatch: p
     assert "unreadable" in caplog.text
 
 
+@pytest.mark.slow
 def test_cutmix_or_no_cache_falls_back_to_running_the_backbone(tiny_data: Path, pretrained_small_cnn: str,
                                                                tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     config = load_train_config(data=str(tiny_data), model="small_cnn", weights=pretrained_small_cnn,

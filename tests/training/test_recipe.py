@@ -115,6 +115,7 @@ def _tiny(tiny_data: Path, out: Path, **options) -> Path:  # noqa: ANN003
     return train(load_train_config(**settings)).path
 
 
+@pytest.mark.slow
 def test_same_seed_same_metrics_other_seed_other_metrics(tiny_data: Path, tmp_path: Path) -> None:
     # A loader worker process too: its augmentation must be seeded as well.
     first = _tiny(tiny_data, tmp_path, name="a", seed=7, epochs=1, workers=1)
@@ -124,11 +125,13 @@ def test_same_seed_same_metrics_other_seed_other_metrics(tiny_data: Path, tmp_pa
     assert _rows(first) != _rows(third)
 
 
+@pytest.mark.slow
 def test_patience_stops_when_val_accuracy_stalls(tiny_data: Path, tmp_path: Path) -> None:
     run = _tiny(tiny_data, tmp_path, name="patience", epochs=8, lr=1e-9, patience=1, workers=0)
     assert len(_rows(run)) == 2  # epoch 2 did not beat epoch 1
 
 
+@pytest.mark.slow
 def test_bf16_mixed_precision_trains_on_cpu(tiny_data: Path, tmp_path: Path) -> None:
     run = _tiny(tiny_data, tmp_path, name="bf16", epochs=1, precision="bf16-mixed", workers=0)
     assert _rows(run)[0]["val_acc"] is not None

@@ -54,6 +54,7 @@ def uninterrupted(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     return train(load_train_config(**_settings(tiny_data, tmp_path_factory.mktemp("full"), "full"))).path
 
 
+@pytest.mark.slow
 def test_resume_after_an_interrupted_epoch_continues_the_same_rows_and_schedule(
         uninterrupted: Path, tiny_data: Path, tmp_path: Path) -> None:
     resumed = _interrupted_then_resumed(_settings(tiny_data, tmp_path, "cut"), InterruptAt(epoch=1, batch=1))
@@ -63,6 +64,7 @@ def test_resume_after_an_interrupted_epoch_continues_the_same_rows_and_schedule(
     assert torch.load(resumed / "last.pt", weights_only=True)["imgcls"]["epoch"] == 3
 
 
+@pytest.mark.slow
 def test_interrupt_before_the_first_epoch_ends_still_leaves_a_resumable_run(
         uninterrupted: Path, tiny_data: Path, tmp_path: Path) -> None:
     resumed = _interrupted_then_resumed(_settings(tiny_data, tmp_path, "early"), InterruptAt(epoch=0, batch=1))

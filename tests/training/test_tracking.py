@@ -48,6 +48,7 @@ def history(client, run, key: str) -> list[float]:  # noqa: ANN001
 
 
 @pytest.mark.slow
+@pytest.mark.slow
 def test_mlflow_local_store_records_parameters_and_each_epoch(tracked_run: Path, mlflow_run) -> None:  # noqa: ANN001
     client, run = mlflow_run
     config = yaml.safe_load((tracked_run / "config.yaml").read_text())
@@ -59,6 +60,7 @@ def test_mlflow_local_store_records_parameters_and_each_epoch(tracked_run: Path,
         assert len(history(client, run, key)) == EPOCHS, key
 
 
+@pytest.mark.slow
 def test_run_directory_is_unchanged_by_tracking(tracked_run: Path) -> None:
     for name in ("config.yaml", "classes.json", "best.pt", "last.pt", "metrics.json", "report.html"):
         assert (tracked_run / name).is_file(), name
@@ -68,6 +70,7 @@ def test_run_directory_is_unchanged_by_tracking(tracked_run: Path) -> None:
     assert not (tracked_run / "logs" / "tensorboard").exists()  # only the loggers asked for
 
 
+@pytest.mark.slow
 def test_lr_auto_records_the_found_rate_and_its_plot(tracked_run: Path) -> None:
     config = yaml.safe_load((tracked_run / "config.yaml").read_text())
     assert isinstance(config["lr"], float) and 1e-6 <= config["lr"] <= 1.0
@@ -75,6 +78,7 @@ def test_lr_auto_records_the_found_rate_and_its_plot(tracked_run: Path) -> None:
     assert json.loads((tracked_run / "lr_find.json").read_text())["suggestion"] == pytest.approx(config["lr"])
 
 
+@pytest.mark.slow
 @pytest.mark.slow
 def test_ema_epochs_stand_for_the_better_weights(tracked_run: Path, mlflow_run) -> None:  # noqa: ANN001
     client, run = mlflow_run
@@ -89,6 +93,7 @@ def test_ema_epochs_stand_for_the_better_weights(tracked_run: Path, mlflow_run) 
     assert set(ema_state["ema"]) == {k[len("model."):] for k in last["state_dict"]}
 
 
+@pytest.mark.slow
 def test_accumulation_takes_one_step_per_two_batches(tracked_run: Path) -> None:
     last = torch.load(tracked_run / "last.pt", weights_only=True)
     batches = math.ceil(72 / 16)  # 3 classes x 24 training images

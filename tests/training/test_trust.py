@@ -54,6 +54,7 @@ def test_a_checkpoint_without_calibration_or_ood_data_still_predicts(tiny_run: P
     assert rows and all(r["unknown"] is False and r["ood_score"] is None for r in rows)
 
 
+@pytest.mark.slow
 def test_predict_text_and_the_server_answer_unknown_alike(tiny_run: Path, tiny_data: Path) -> None:
     from fastapi.testclient import TestClient
 
@@ -69,6 +70,7 @@ def test_predict_text_and_the_server_answer_unknown_alike(tiny_run: Path, tiny_d
             assert answer["unknown"] == unknown_by_cli[path.name] and isinstance(answer["ood_score"], float)
 
 
+@pytest.mark.slow
 def test_no_calibrate_leaves_the_logits_as_trained(tiny_run: Path, tiny_data: Path, tmp_path: Path) -> None:
     run = tmp_path / "raw"
     shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("logs", "last.pt", "eval-*"))
