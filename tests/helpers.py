@@ -11,6 +11,7 @@ import pickle
 import runpy
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -73,6 +74,19 @@ def run_cli(*args: str, check: bool = False, timeout: int = 600, env: dict | Non
     if check and result.returncode != 0:
         raise AssertionError(f"imgcls {' '.join(map(str, args))} exited {result.returncode}:\n{result.stderr}")
     return result
+
+
+def training_after_one_epoch(data: Path, out: Path, name: str, epochs: int) -> subprocess.Popen:
+    """``imgcls train`` of small_cnn in a session of its own (a job's process group), returned once its first
+    epoch is recorded, for a signal to reach it mid-run."""
+    command = [sys.executable, "-m", "imgcls", "train", str(data), "--model", "small_cnn", "--epochs", str(epochs),
+               "--img-size", "32", "--batch-size", "4", "--workers", "1", "--out", str(out), "--name", name]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    metrics, deadline = out / name / "metrics.json", time.monotonic() + 300
+    while not metrics.is_file() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return process
 
 
 def run_main(*argv: object) -> tuple[int, str, str]:

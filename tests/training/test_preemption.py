@@ -6,8 +6,6 @@ import json
 import multiprocessing
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,7 +16,7 @@ import torch
 from imgcls.config import load_train_config
 from imgcls.errors import TrainingTerminated
 from imgcls.training.fit import resume, train
-from tests.helpers import run_cli
+from tests.helpers import run_cli, training_after_one_epoch
 
 
 class SigtermAt(pl.Callback):
@@ -100,14 +98,8 @@ def test_a_stop_by_sigterm_leaves_no_loader_worker_behind(tiny_data: Path, tmp_p
 
 @pytest.mark.slow
 def test_sigterm_to_the_process_group_exits_143_and_resume_finishes(tiny_data: Path, tmp_path: Path) -> None:
-    command = [sys.executable, "-m", "imgcls", "train", str(tiny_data), "--model", "small_cnn", "--epochs", "3",
-               "--img-size", "32", "--batch-size", "4", "--workers", "1", "--out", str(tmp_path), "--name", "term"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)
+    process = training_after_one_epoch(tiny_data, tmp_path, "term", epochs=3)
     metrics = tmp_path / "term" / "metrics.json"
-    deadline = time.monotonic() + 300
-    while not metrics.is_file() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
     time.sleep(0.5)  # into epoch 2
     os.killpg(process.pid, signal.SIGTERM)  # what a scheduler does: every process of the job, loader workers too
     sent = time.monotonic()

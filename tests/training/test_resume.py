@@ -5,9 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -17,7 +14,7 @@ import torch
 from imgcls.config import load_train_config
 from imgcls.errors import TrainingInterrupted
 from imgcls.training.fit import resume, train
-from tests.helpers import run_cli
+from tests.helpers import run_cli, training_after_one_epoch
 
 
 class InterruptAt(pl.Callback):
@@ -85,14 +82,8 @@ def test_staged_resumes_in_its_second_stage(tiny_data: Path, tiny_run: Path, tmp
 
 @pytest.mark.slow
 def test_ctrl_c_exits_130_with_a_resume_hint_and_resume_finishes(tiny_data: Path, tmp_path: Path) -> None:
-    command = [sys.executable, "-m", "imgcls", "train", str(tiny_data), "--model", "small_cnn", "--epochs", "5",
-               "--img-size", "32", "--batch-size", "4", "--workers", "1", "--out", str(tmp_path), "--name", "sig"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)
+    process = training_after_one_epoch(tiny_data, tmp_path, "sig", epochs=5)
     metrics = tmp_path / "sig" / "metrics.json"
-    deadline = time.monotonic() + 300
-    while not metrics.is_file() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
     os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group
     _, stderr = process.communicate(timeout=300)
     if process.returncode == 0:
