@@ -39,7 +39,7 @@ def plain_recipe(data: str, mode: str, epochs: int, img_size: int, workers: int)
     from torch import nn, optim
     from torchvision import datasets, transforms
 
-    from imgcls.models.weights import load_efficientnet_lite0
+    from imgcls.models.weights import load_offline_package
 
     torch.manual_seed(0)
     normalize = transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
@@ -51,7 +51,7 @@ def plain_recipe(data: str, mode: str, epochs: int, img_size: int, workers: int)
     loaders = {split: torch.utils.data.DataLoader(sets[split], batch_size=32, shuffle=split == "train",
                                                   num_workers=workers) for split in sets}
     model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
-    load_efficientnet_lite0(model)
+    load_offline_package(model, "tf_efficientnet_lite0")
     model.reset_classifier(len(sets["train"].classes))
     if mode == "fe":
         for parameter in model.parameters():

