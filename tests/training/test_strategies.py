@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import lightning.pytorch as pl
 import pytest
 import torch
 
@@ -57,6 +58,42 @@ def test_staged_stage_two_trains_the_backbone(staged_run: Path, tiny_run: Path) 
     assert last["hyper_parameters"]["recipe"]["inputs"] == "images"  # stage 2 runs the whole network
     conv = "model.features.0.weight"
     assert not torch.equal(last["state_dict"][conv], start[conv])
+
+
+class SpoiledLastHeadEpoch(pl.Callback):
+    """Records the head after each epoch's training and at each stage's start; spoils the head stage's last
+    epoch (noise into the classifier before it is validated), so that stage's best epoch is its first."""
+
+    def __init__(self, spoil_epoch: int):
+        self.spoil_epoch, self.after, self.starts = spoil_epoch, {}, []
+
+    @staticmethod
+    def head(pl_module: pl.LightningModule) -> dict[str, torch.Tensor]:
+        return {k: v.detach().clone() for k, v in pl_module.model.get_classifier().state_dict().items()}
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.starts.append(self.head(pl_module))
+
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        epoch = pl_module.recipe.epoch_offset + trainer.current_epoch + 1
+        if epoch == self.spoil_epoch:
+            with torch.no_grad():
+                for parameter in pl_module.model.get_classifier().parameters():
+                    parameter.add_(torch.randn_like(parameter) * 10)
+        self.after[epoch] = self.head(pl_module)
+
+
+@pytest.mark.slow
+def test_stage_two_fine_tunes_the_best_head_not_the_last(tiny_data: Path, tiny_run: Path, tmp_path: Path) -> None:
+    spy = SpoiledLastHeadEpoch(spoil_epoch=2)
+    config = load_train_config(data=str(tiny_data), model="small_cnn", weights=str(tiny_run / "best.pt"),
+                               strategy="staged", epochs=3, head_epochs=2, batch_size=16, workers=0,
+                               out=str(tmp_path), name="best-head")
+    rows = json.loads((train(config, callbacks=[spy]).path / "metrics.json").read_text())["epochs"]
+    assert rows[1]["val_acc"] < rows[0]["val_acc"]  # the spoiled epoch is not the head stage's best
+    assert len(spy.starts) == 2
+    for name, tensor in spy.starts[1].items():
+        assert torch.equal(tensor, spy.after[1][name]), name  # stage 2 began from epoch 1's head
 
 
 def test_pretrained_strategies_without_weights_are_refused(tiny_data: Path, tmp_path: Path) -> None:

@@ -118,6 +118,8 @@ def fit(config: TrainConfig, source: DataSource, created: CreatedModel, run: Run
             raise TrainingInterrupted(f"training interrupted; resume with: imgcls train --resume {run.path}")
         best_state = best.state_dict()
         history.next_stage()
+        if stage.index + 1 < len(stages):
+            start_from_best(created, run)
     if trainer.is_global_zero:
         history.write()
         if not report:
@@ -136,6 +138,13 @@ def fit(config: TrainConfig, source: DataSource, created: CreatedModel, run: Run
                              suspects=None if suspects is None else [s.to_dict() for s in suspects])
         finish_launch(config.out, config.name)
     return run
+
+
+def start_from_best(created: CreatedModel, run: RunDir) -> None:
+    """The next stage fine-tunes the best weights so far, not the last: a head's last epoch can be past its
+    best, and fine-tuning from there starts lower than the stage it follows ended."""
+    if run.best_checkpoint.is_file():  # (each process of a multi-node run reads its own copy)
+        created.model.load_state_dict(load_checkpoint(run.best_checkpoint).state_dict)
 
 
 def report_suspects(suspects: list | None, config: TrainConfig, run: RunDir) -> None:
