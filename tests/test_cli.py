@@ -84,7 +84,7 @@ def test_predict_json_for_files_and_folders(cli_run: Path, tiny_data: Path) -> N
     (["train", "/no/such/folder"], "/no/such/folder"),
     pytest.param(["train", "{data}", "--model", "resnet_18"], "resnet18", marks=pytest.mark.slow),
     (["train", "{data}", "--epochs", "-3"], "--epochs"),
-    pytest.param(["predict", "/no/such/run", "{data}"], "/no/such/run", marks=pytest.mark.slow),
+    (["predict", "/no/such/run", "{data}"], "/no/such/run"),
     pytest.param(["evaluate", "{data}"], "no best.pt", marks=pytest.mark.slow),
 ])
 def test_user_mistakes_exit_2_with_one_message(args: list[str], named: str, tiny_data: Path) -> None:

@@ -35,6 +35,11 @@ class CheckpointError(ImgclsError):
     """A file that is not an imgcls checkpoint, is corrupt, or would run code when loaded."""
 
 
+def model_not_found(path: object) -> CheckpointError:
+    return CheckpointError(f"model not found: {path}; give a run directory, a .pt checkpoint, "
+                           f"an exported .onnx, TorchScript .ts or OpenVINO .xml file")
+
+
 class RunDirError(ImgclsError):
     """A path that is not a usable run directory."""
 

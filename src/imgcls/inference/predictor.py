@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 from imgcls.data.folders import report_ignored, walk_files
 from imgcls.data.images import IMAGE_EXTENSIONS, ImageLoadError, load_image
 from imgcls.data.presets import EvalPreset, UInt8EvalPreset, normalize_batch
-from imgcls.errors import CheckpointError, DataError
+from imgcls.errors import CheckpointError, DataError, model_not_found
 from imgcls.inference.backend import BACKENDS, LoadedModel, load_model_file
 from imgcls.models.chunked import CPU_SLICE
 from imgcls.models.ood import DEFAULT_REJECT_RATE, split_outputs, threshold_for
@@ -62,8 +62,7 @@ def resolve_model_path(path: str | Path) -> Path:
     if path.is_dir():
         return RunDir.open(path).best_checkpoint
     if not path.is_file():
-        raise CheckpointError(f"model not found: {path}; give a run directory, a .pt checkpoint, "
-                              f"an exported .onnx, TorchScript .ts or OpenVINO .xml file")
+        raise model_not_found(path)
     if path.suffix.lower() not in BACKENDS:
         raise CheckpointError(f"{path}: unknown model file type '{path.suffix}'; "
                               f"give a run directory, .pt, .onnx, .ts or .xml file")
