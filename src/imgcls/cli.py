@@ -176,7 +176,8 @@ def _reject_rate(reject_rate: float, no_reject: bool) -> float | None:
 
 @app.command()
 def evaluate(
-    model: Path = typer.Argument(..., callback=_existing, help="Run directory, .pt checkpoint, .onnx, .ts or OpenVINO .xml file."),
+    model: Path = typer.Argument(..., callback=_existing,
+                                 help="Run directory, .pt checkpoint, .onnx, .ts or OpenVINO .xml file."),
     data: Optional[str] = typer.Option(None, help="Data folder (default: the run's own data and split)."),
     split: str = typer.Option("val", help="val | test"),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON on stdout."),
@@ -237,7 +238,8 @@ def compare(
 # predict ----------------------------------------------------------------------------------------
 @app.command()
 def predict(
-    model: Path = typer.Argument(..., callback=_existing, help="Run directory, .pt checkpoint, .onnx, .ts or OpenVINO .xml file."),
+    model: Path = typer.Argument(..., callback=_existing,
+                                 help="Run directory, .pt checkpoint, .onnx, .ts or OpenVINO .xml file."),
     images: list[Path] = typer.Argument(..., help="Image files and/or folders (searched recursively)."),
     topk: int = typer.Option(5, "--topk", min=1, help="How many classes to list per image."),
     batch_size: int = typer.Option(32, min=1, help="Images per forward pass."),
@@ -285,7 +287,8 @@ def predict(
 # embeddings -------------------------------------------------------------------------------------
 @app.command()
 def embed(
-    model: Path = typer.Argument(..., callback=_existing, help="Run directory or .pt checkpoint (exported files have no embeddings)."),
+    model: Path = typer.Argument(..., callback=_existing,
+                                 help="Run directory or .pt checkpoint (exported files have no embeddings)."),
     images: list[Path] = typer.Argument(..., help="Image files and/or folders (searched recursively)."),
     out: Path = typer.Option(..., "--out", help="FILE.parquet (columns path, embedding), or FILE.npy with "
                                                 "FILE.csv (row, path) beside it."),
@@ -302,7 +305,8 @@ def embed(
 
 @app.command()
 def similar(
-    model: Path = typer.Argument(..., callback=_existing, help="Run directory or .pt checkpoint (exported files have no embeddings)."),
+    model: Path = typer.Argument(..., callback=_existing,
+                                 help="Run directory or .pt checkpoint (exported files have no embeddings)."),
     image: Path = typer.Argument(..., help="The query image."),
     folder: Path = typer.Option(..., "--in", help="Folder of images to search (recursively)."),
     top: int = typer.Option(10, "--top", min=1, help="How many images to list."),
@@ -332,7 +336,8 @@ def _parity_text(name: str, parity: dict[str, Any], checked_on: str, against: st
 
 @app.command()
 def export(
-    model: Path = typer.Argument(..., callback=_existing, help="Run directory or .pt checkpoint."),
+    model: Path = typer.Argument(..., callback=_existing,
+                                 help="Run directory or .pt checkpoint."),
     fmt: str = typer.Option(..., "--format", help="onnx | torchscript | openvino | hf (a Hugging Face folder)"),
     quantize: Optional[str] = typer.Option(None, "--quantize", help="int8: onnxruntime static quantization "
                                                                     "calibrated on the run's training images."),
@@ -376,8 +381,9 @@ def export(
 # explain ----------------------------------------------------------------------------------------
 @app.command()
 def explain(
-    model: Path = typer.Argument(..., callback=_existing, help="Run directory or .pt checkpoint (exported graphs have no layers "
-                                           "to look into)."),
+    model: Path = typer.Argument(..., callback=_existing,
+                                 help="Run directory or .pt checkpoint (exported graphs have no layers "
+                                      "to look into)."),
     images: list[Path] = typer.Argument(..., help="Image files or folders."),
     out: Path = typer.Option(..., "--out", help="Folder for the overlays (NAME.gradcam.png)."),
     target: Optional[str] = typer.Option(None, "--class", help="Explain this class instead of the predicted one."),
@@ -398,7 +404,8 @@ def explain(
 # serve ------------------------------------------------------------------------------------------
 @app.command()
 def serve(
-    model: Path = typer.Argument(..., callback=_existing, help="Run directory, .pt checkpoint, .onnx, .ts or OpenVINO .xml file."),
+    model: Path = typer.Argument(..., callback=_existing,
+                                 help="Run directory, .pt checkpoint, .onnx, .ts or OpenVINO .xml file."),
     host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0: reachable from other machines)."),
     port: int = typer.Option(8000, help="TCP port."),
     max_upload_mb: float = typer.Option(10.0, min=0.01, help="Largest image accepted, in MB."),

@@ -230,13 +230,13 @@ def fit_stage(config: TrainConfig, source: DataSource, created: CreatedModel, ru
 
 
 def _stop_loader_workers(trainer: pl.Trainer) -> None:
-    """End the stage's persistent loader workers now. Lightning leaves the validation loader's running until
-    the trainer is garbage-collected, and the workers ignore SIGTERM (the main process finishes its batch
-    first), so after a stop by SIGTERM they would hold the process's exit, and after a stage their memory."""
-    loaders = [trainer.train_dataloader, trainer.val_dataloaders]
-    for loader in (item for group in loaders for item in (group if isinstance(group, (list, tuple)) else [group])):
-        if loader is not None:
-            _shutdown_workers_and_reset_iterator(loader)
+    """End the stage's persistent loader workers now. Lightning can leave them running until the trainer is
+    garbage-collected (a SIGTERM at an epoch's last batch does), and they ignore SIGTERM (the main process
+    finishes its batch first): they would hold the process's exit, and after a stage their memory."""
+    for group in (trainer.train_dataloader, trainer.val_dataloaders):
+        for loader in group if isinstance(group, (list, tuple)) else [group]:
+            if loader is not None:
+                _shutdown_workers_and_reset_iterator(loader)
 
 
 def _default_sigterm() -> None:
