@@ -11,7 +11,7 @@ import yaml
 from imgcls.config import config_of_run, load_train_config, read_yaml_config
 from imgcls.data.profile import profile_data
 from imgcls.data.source import resolve_data
-from imgcls.training.auto import wants_auto
+from imgcls.training.decide import wants_auto
 from imgcls.training.fit import train
 from imgcls.training.setup import resolve_config
 from tests.helpers import ANTS_BEES, make_class_tree
@@ -56,6 +56,59 @@ def test_auto_is_on_only_without_strategy_model_or_weights() -> None:
 
     assert on() and on(epochs=3) and on(auto=True, model="small_cnn")
     assert not on(strategy="finetune") and not on(model="resnet18") and not on(auto=False)
+
+
+def test_the_search_on_photos_starts_from_a_larger_backbone_and_only_the_search(digits: Path) -> None:
+    from imgcls.training.decide import PHOTO_BACKBONE
+
+    photos = resolve_data(ANTS_BEES)
+    searched = resolve_config(load_train_config(data=str(ANTS_BEES)), photos)
+    assert searched.model == PHOTO_BACKBONE and "photos" in searched.decided["model"]
+    for named in ({"strategy": "feature-extraction"}, {"auto": False}, {"model": "resnet18", "auto": True}):
+        kept = resolve_config(load_train_config(data=str(ANTS_BEES), **named), photos)
+        assert kept.model == named.get("model", "efficientnet_lite0") and "model" not in kept.decided
+    glyphs = resolve_config(load_train_config(data=str(digits)), resolve_data(digits))
+    assert glyphs.model == "efficientnet_lite0" and "model" not in glyphs.decided
+
+
+@pytest.mark.parametrize(("head_accuracy", "tried"), [(0.99, False), (0.6, True)])
+def test_recipes_on_images_are_tried_only_where_a_head_leaves_room_to_show_a_gain(
+        tiny_data: Path, monkeypatch: pytest.MonkeyPatch, head_accuracy: float, tried: bool) -> None:
+    from imgcls.models.factory import create_model
+    from imgcls.training import auto, setup
+
+    config = load_train_config(data=str(tiny_data), workers=0)
+    source = resolve_data(tiny_data)
+    resolved = resolve_config(config, source, announce=False)
+    heads = [auto.Candidate("head (defaults)", resolved, head_accuracy, "5-fold on train features", 1.0, 0.3)]
+    trials: list[str] = []
+    monkeypatch.setattr(setup, "use_feature_cache", lambda *_: True)
+    monkeypatch.setattr(auto, "search_heads", lambda *_, **__: heads)
+    monkeypatch.setattr(auto, "image_cost", lambda *_: 1.0)
+
+    def image_trial(candidate: object, *_: object) -> float:
+        trials.append(candidate.strategy)  # type: ignore[attr-defined]
+        return 0.9 - len(trials) / 100  # each later recipe scores lower: the first one tried wins
+
+    monkeypatch.setattr(auto, "image_trial", image_trial)
+    created = create_model("small_cnn", len(source.classes), pretrained=False, img_size=32)
+    chosen, rows = auto.search(config, resolved, source, created, profile_data(source), fit=None)
+    # 72 train images: a held-out fifth of 14, of which a 0.99 head gets all but 0.14 right
+    assert bool(trials) is tried and len(rows) == 1 + len(trials)
+    assert chosen.strategy == ("scratch" if tried else "feature-extraction")
+
+
+def test_a_recipe_on_images_wins_only_by_a_whole_held_out_image() -> None:
+    from imgcls.training.auto import Candidate, choose
+
+    config = load_train_config(data="x")
+    head = Candidate("head", config, 0.877, "5-fold on train features", 9.0, loss=0.3)
+    other_head = Candidate("head, searched", config, 0.877, "5-fold on train features", 12.0, loss=0.28)
+    staged = Candidate("staged", config, 0.878, "20% of train held out", 100.0)
+    assert choose([head, other_head, staged], held_out=49) is other_head  # 0.001 better is not one image
+    better = Candidate("finetune", config, 0.877 + 1 / 49, "20% of train held out", 80.0)
+    assert choose([head, staged, better], held_out=49) is better
+    assert choose([staged, better], held_out=49) is better
 
 
 def test_config_yaml_reasons_read_back_and_old_runs_still_read(tmp_path: Path) -> None:

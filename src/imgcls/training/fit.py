@@ -36,6 +36,7 @@ from imgcls.rundir import RunDir
 from imgcls.training import auto
 from imgcls.training.callbacks import (AtomicCheckpointIO, EpochLog, EpochProgressBar, RunHistory, SaveOnInterrupt,
                                       run_checkpoints)
+from imgcls.training.decide import wants_auto
 from imgcls.training.distributed import ProcessCount, create_run_dir, finish_launch, is_rank_zero, trainer_strategy
 from imgcls.training.ema import ema_callbacks
 from imgcls.training.label_issues import training_suspects
@@ -70,7 +71,7 @@ def train(config: TrainConfig, callbacks: list[pl.Callback] | None = None) -> Ru
     original = config
     config, source, created = prepare(config)
     leaderboard: list[dict[str, Any]] = []
-    if auto.wants_auto(config, set(original.model_fields_set)):
+    if wants_auto(config, set(original.model_fields_set)):
         config, leaderboard = auto.search(original, config, source, created, profile_data(source), fit)
         if config.model != created.spec.name or config.img_size != created.preprocess.img_size:
             created = create_model(config.model, len(source.classes), pretrained=config.pretrained,

@@ -27,7 +27,7 @@ from imgcls.models.factory import SCRATCH_MODELS, CreatedModel, create_model, re
 from imgcls.models.recipe import Recipe
 from imgcls.rundir import RunDir
 from imgcls.runtime import cpu_loader_workers, usable_cpus
-from imgcls.training.decide import decide, log_decisions
+from imgcls.training.decide import decide, log_decisions, wants_auto
 from imgcls.training.distributed import is_rank_zero, quiet_other_ranks
 from imgcls.training.features import head_matches_model, supports_cached_features, train_val_features
 from imgcls.training.strategies import default_head_epochs, default_layer_decay, default_lr
@@ -76,7 +76,9 @@ def resolve_config(config: TrainConfig, source: DataSource, profile: DataProfile
         raise ConfigError(f"--strategy {strategy} needs pretrained weights, but {config.model} has none here "
                           f"(--no-pretrained or a scratch net); use --strategy scratch, or give --weights PATH")
     profile = profile or profile_data(source)
-    decided = decide(config, set(config.model_fields_set), profile, strategy)
+    explicit = set(config.model_fields_set)
+    decided = decide(config, explicit, profile, strategy,
+                     searching=wants_auto(config, explicit) and source.task == "single")
     config = update_config(config, **{name: value for name, (value, _) in decided.items()})
     changes: dict[str, Any] = {
         "task": resolve_task(config, source),
