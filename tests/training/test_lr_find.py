@@ -53,6 +53,8 @@ def test_cli_prints_the_suggestion_as_json(tiny_data: Path, tmp_path: Path) -> N
     result = json.loads(out)
     assert set(result) == {"suggestion", "strategy", "plot"} and result["strategy"] == "scratch"
     assert Path(result["plot"]).is_file()
+    # stderr is no terminal here: plain lines, not Lightning's own tqdm bar of the range test
+    assert "lr-find: 12 of 12 steps ran" in err and "Finding best initial lr" not in err and "\r" not in err
 
 
 def test_bad_options_exit_2(tiny_data: Path, tmp_path: Path) -> None:

@@ -11,8 +11,12 @@ from __future__ import annotations
 import io
 import logging
 import math
+import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +98,24 @@ def _finder_parts(config: TrainConfig, source: DataSource, created: CreatedModel
     return module, datamodule.train_dataloader()
 
 
+@contextmanager
+def _range_test_bar_only_on_a_terminal() -> Iterator[None]:
+    """Lightning's range test draws a tqdm bar of its own, always; in a log file (stderr no terminal) each
+    update would be a carriage return. Its module's ``tqdm`` is swapped for a disabled one meanwhile, and
+    find_lr writes a plain line instead."""
+    from lightning.pytorch.tuner import lr_finder
+
+    if sys.stderr.isatty() or not hasattr(lr_finder, "tqdm"):
+        yield
+        return
+    bar = lr_finder.tqdm
+    lr_finder.tqdm = partial(bar, disable=True)
+    try:
+        yield
+    finally:
+        lr_finder.tqdm = bar
+
+
 def find_lr(config: TrainConfig, source: DataSource, created: CreatedModel, out: Path | None = None,
             steps: int = DEFAULT_STEPS) -> LrFinding:
     """Run the range test; writes lr_find.png and lr_find.json into ``out`` when given."""
@@ -103,7 +125,8 @@ def find_lr(config: TrainConfig, source: DataSource, created: CreatedModel, out:
     strategy = _search_strategy(config.strategy or "scratch")
     log.info("lr-find: %d steps from %g to %g (%s, batch %d)", steps, MIN_LR, MAX_LR, strategy, config.batch_size)
     by_design = (".*max_epochs.* was not set.*", ".*no `val_dataloader`.*")  # a range test has neither
-    with tempfile.TemporaryDirectory(prefix="imgcls-lr-find-") as scratch, lightning_notices_hidden(*by_design):
+    with (tempfile.TemporaryDirectory(prefix="imgcls-lr-find-") as scratch, lightning_notices_hidden(*by_design),
+          _range_test_bar_only_on_a_terminal()):
         logging.getLogger("lightning.pytorch.trainer.connectors.checkpoint_connector").setLevel(logging.WARNING)
         trainer = pl.Trainer(accelerator="auto", devices=1, precision=config.precision, logger=False,
                              enable_checkpointing=False, enable_model_summary=False, default_root_dir=scratch,
@@ -113,6 +136,7 @@ def find_lr(config: TrainConfig, source: DataSource, created: CreatedModel, out:
     unfreeze(created.model)  # fit freezes what its strategy (or stage) says
     lrs = [float(x) for x in finder.results.get("lr", [])] if finder is not None else []
     losses = [float(x) for x in finder.results.get("loss", [])] if finder is not None else []
+    log.info("lr-find: %d of %d steps ran", len(lrs), steps)
     suggestion = steepest_descent(lrs, losses)
     if suggestion is None:
         raise ConfigError(f"lr-find could not suggest a learning rate from {len(lrs)} steps (too few batches or a "
