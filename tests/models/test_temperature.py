@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from imgcls.evaluation.calibration import calibrate, calibration, uncalibrated
-from imgcls.models.temperature import fit_temperature
+from imgcls.models.temperature import cross_fitted_probabilities, fit_temperature
 
 
 def overconfident(factor: float, count: int = 600, classes: int = 4, seed: int = 0):  # noqa: ANN201
@@ -30,6 +30,16 @@ def test_cross_fitted_ece_after_calibration_is_lower_than_before() -> None:
     fit = calibrate(logits, labels, "val (600 images)")
     assert fit.ece_before > 0.1 and fit.ece < 0.05 and fit.ece < fit.ece_before
     assert set(fit.to_dict()) == {"temperature", "fitted_on", "ece_before", "ece"}
+
+
+def test_the_reported_ece_hardly_depends_on_how_images_fall_into_folds() -> None:
+    logits, labels = overconfident(2.0, count=153, classes=2)
+    reported, single = [], []
+    for seed in range(8):  # the same images in another order: another assignment to folds
+        order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
+        reported.append(calibrate(logits[order], labels[order], "val").ece)
+        single.append(calibration(labels[order].numpy(), cross_fitted_probabilities(logits[order], labels[order])).ece)
+    assert np.std(reported) < 0.5 * np.std(single)
 
 
 def test_uncalibrated_probabilities_undo_the_temperature() -> None:

@@ -3,7 +3,10 @@ as they claim (Guo et al., 2017). It changes no prediction, only how sure each o
 
 T is fitted by minimising the negative log-likelihood of held-out labels. The calibration error after
 scaling is measured by cross-fitting: each fold of the held-out images is scored with a T fitted on the
-other folds, so the reported figure never comes from images the temperature was fitted on.
+other folds, so the reported figure never comes from images the temperature was fitted on. The figure is
+the mean over CROSS_FIT_REPEATS assignments of the images to folds: one assignment alone decided it by
+chance (32-pixel photos, the same 153 val images: ECE 0.037-0.059 over five assignments). Beyond
+REPEATS_UP_TO images one assignment is left: its luck is small there, and each fit costs more.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import torch.nn.functional as F
 # answer 100 % sure), which the next mistake on new images would prove wrong.
 LOG_T_RANGE = (float(np.log(0.2)), float(np.log(20.0)))
 FOLDS = 5
+CROSS_FIT_REPEATS = 10
+REPEATS_UP_TO = 2000
 
 
 def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
