@@ -144,6 +144,19 @@ def test_fp16_on_a_cpu_is_a_user_error(tiny_data: Path, tmp_path: Path) -> None:
         _tiny(tiny_data, tmp_path, name="fp16", epochs=1, precision="16-mixed")
 
 
+def test_bf16_on_a_cpu_without_bfloat16_instructions_warns_it_is_slower(monkeypatch: pytest.MonkeyPatch,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    from imgcls.training import setup
+
+    if torch.cuda.is_available():
+        pytest.skip("on a GPU bf16-mixed is checked against the GPU")
+    monkeypatch.setattr(setup, "_cpu_has_bfloat16", lambda: False)
+    with caplog.at_level("WARNING"):
+        setup.check_precision("bf16-mixed")
+        setup.check_precision("32")
+    assert len(caplog.records) == 1 and "slower than --precision 32" in caplog.records[0].getMessage()
+
+
 def test_a_recipe_is_plain_data_in_checkpoints_and_old_dicts_read_with_the_defaults(tmp_path: Path) -> None:
     from imgcls.models.recipe import Recipe
 

@@ -54,6 +54,17 @@ def check_precision(precision: str) -> None:
         raise ConfigError("--precision 16-mixed needs a CUDA GPU; on a CPU use --precision bf16-mixed or 32")
     if precision == "bf16-mixed" and torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
         raise ConfigError("--precision bf16-mixed is not supported by this GPU; use --precision 16-mixed")
+    if precision == "bf16-mixed" and not torch.cuda.is_available() and not _cpu_has_bfloat16():
+        log.warning("--precision bf16-mixed on a CPU without bfloat16 instructions (AVX512-BF16 or AMX): each "
+                    "operation is emulated and runs several times slower than --precision 32")
+
+
+def _cpu_has_bfloat16() -> bool:
+    """Without these, an efficientnet_lite0 training step took 5.7x as long in bf16-mixed as in 32 (2 AVX2 cores)."""
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except AttributeError:  # another torch build: assume it has them rather than warn wrongly
+        return True
 
 
 def scratch_img_size(source: DataSource) -> int:
