@@ -1,13 +1,16 @@
 """Server throughput and latency under a bounded load: 8 concurrent clients, 300 requests, on loopback.
 
-    python benchmarks/serve_load.py [--model RUN_OR_FILE] [--clients 8] [--requests 300]
+    python benchmarks/serve_load.py [--run RUN] [--images DIR] [--clients 8] [--requests 300]
 
-Starts the real ``imgcls serve`` twice -- with micro-batching (the default) and with
-``--max-batch 1`` (each request its own forward pass, the baseline) -- and sends the same mix of
-requests to each: val photos, plus every tenth request a bad upload (not an image, empty, too
-large) that must get a 4xx. Afterwards /health must answer. Without --model a one-epoch
-efficientnet_lite0 run is trained on examples/ants_bees and exported to ONNX first.
-Figures on a shared machine are noisy: compare the rows of one run, not runs with each other.
+Three servers of the same model get the same mix of requests -- full-size val photos (the ants/bees
+originals from ../shared when present, else the bundled copies), plus every tenth request a bad upload
+(not an image, empty, too large) that must get a 4xx; afterwards /health must answer:
+- the seeds' per-request recipe (the baseline): FastAPI, and per request PIL -> torchvision transforms ->
+  one forward pass of the PyTorch model (``--seed-server``, below);
+- ``imgcls serve RUN/best.onnx --max-batch 1``: each request its own forward pass;
+- ``imgcls serve RUN/best.onnx``: micro-batching (the default).
+Without --run a one-epoch efficientnet_lite0 run is trained on examples/ants_bees first; its ONNX export is
+made when missing. Figures on a shared machine are noisy: compare the rows of one run, not runs with each other.
 """
 
 from __future__ import annotations
@@ -24,12 +27,48 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+from fastapi import FastAPI, File, HTTPException, UploadFile
 
 from imgcls import Classifier
 from imgcls.inference.predictor import expand_image_paths
 
 REPO = Path(__file__).resolve().parents[1]
-MAX_UPLOAD_MB = 2
+FULL_SIZE_VAL = REPO.parent / "shared" / "datasets" / "hymenoptera_data" / "val"
+MAX_UPLOAD_MB = 8
+
+
+def seed_server(run: Path, port: int) -> None:
+    """The seeds' recipe: a FastAPI endpoint that decodes, transforms and classifies each upload on its own."""
+    import io
+
+    import torch
+    import uvicorn
+    from PIL import Image
+    from torchvision import transforms
+
+    from imgcls.models.checkpoint import load_checkpoint
+
+    checkpoint = load_checkpoint(run / "best.pt")
+    model, pre, classes = checkpoint.build().eval(), checkpoint.preprocess, checkpoint.classes
+    transform = transforms.Compose([transforms.Resize(pre.resize_size), transforms.CenterCrop(pre.img_size),
+                                    transforms.ToTensor(), transforms.Normalize(pre.mean, pre.std)])
+    app = FastAPI()
+
+    @app.get("/health")
+    def health() -> dict:
+        return {"status": "ok", "images_predicted": 0, "batches": 0}
+
+    @app.post("/predict")
+    def predict(file: UploadFile = File(...)) -> dict:  # noqa: B008 - FastAPI's idiom
+        try:
+            image = Image.open(io.BytesIO(file.file.read())).convert("RGB")
+        except Exception as exc:  # noqa: BLE001 - the tutorial answers any bad upload with a 4xx
+            raise HTTPException(415, str(exc)) from None
+        with torch.no_grad():
+            probs = torch.softmax(model(transform(image).unsqueeze(0)), dim=1)[0]
+        return {"label": classes[int(probs.argmax())], "probability": float(probs.max())}
+
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
 def bad_uploads() -> list[tuple[str, bytes, int]]:
@@ -38,13 +77,12 @@ def bad_uploads() -> list[tuple[str, bytes, int]]:
             ("huge.jpg", os.urandom(MAX_UPLOAD_MB * 2**20 + 1), 413)]
 
 
-def start_server(model: Path, extra: list[str]) -> tuple[subprocess.Popen, str]:
+def start_server(command: list[str]) -> tuple[subprocess.Popen, str]:
+    """``command`` + ``--port N`` in a subprocess, once its /health answers."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    process = subprocess.Popen([sys.executable, "-m", "imgcls", "serve", str(model), "--port", str(port),
-                                "--max-upload-mb", str(MAX_UPLOAD_MB), *extra],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen([*command, "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     for _ in range(600):
         try:
@@ -53,7 +91,7 @@ def start_server(model: Path, extra: list[str]) -> tuple[subprocess.Popen, str]:
         except httpx.HTTPError:
             time.sleep(0.2)
     process.kill()
-    raise SystemExit(f"imgcls serve {model} did not start")
+    raise SystemExit(f"{' '.join(command)} did not start")
 
 
 def load(url: str, photos: list[Path], clients: int, requests: int) -> dict:
@@ -64,7 +102,7 @@ def load(url: str, photos: list[Path], clients: int, requests: int) -> dict:
         name, content, expected = (item.name, item.read_bytes(), 200) if isinstance(item, Path) else item
         start = time.perf_counter()
         response = client.post(f"{url}/predict", files={"file": (name, content)})
-        ok = "error" in response.json() if expected != 200 else "label" in response.json()
+        ok = response.status_code == expected and (expected == 200) == ("label" in response.json())
         return time.perf_counter() - start, response.status_code, expected if ok else -1
 
     def worker(shard: list) -> list[tuple[float, int, int]]:  # noqa: ANN001
@@ -89,25 +127,38 @@ def load(url: str, photos: list[Path], clients: int, requests: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, help="run directory, .pt, .onnx or .ts (default: see above)")
-    parser.add_argument("--images", type=Path, default=REPO / "examples" / "ants_bees" / "val")
+    parser.add_argument("--run", type=Path, help="a run directory (default: see above)")
+    parser.add_argument("--images", type=Path,
+                        default=FULL_SIZE_VAL if FULL_SIZE_VAL.is_dir() else REPO / "examples" / "ants_bees" / "val")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--seed-server", type=Path, help=argparse.SUPPRESS)  # RUN: serve the baseline
+    parser.add_argument("--port", type=int, default=8000, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.seed_server:
+        seed_server(args.seed_server, args.port)
+        return
 
-    model = args.model
-    if model is None:
+    run = args.run
+    if run is None:
         work = Path(tempfile.mkdtemp(prefix="imgcls-bench-"))
-        run = Classifier.train(REPO / "examples" / "ants_bees", strategy="feature-extraction", epochs=1, out=work,
-                               name="bench")
-        model = Path(run.export("onnx")["path"])
+        run = Classifier.train(REPO / "examples" / "ants_bees", model="efficientnet_lite0",
+                               strategy="feature-extraction", epochs=1, out=work, name="bench").path
+    onnx = run / "best.onnx"
+    if not onnx.is_file():
+        onnx = Path(Classifier.load(run).export("onnx")["path"])
     photos = [Path(p) for p in expand_image_paths([args.images])]
-    print(f"model {model}, {args.clients} clients, {args.requests} requests ({args.requests // 10} bad uploads), "
+    print(f"run {run}, {args.clients} clients, {args.requests} requests ({args.requests // 10} bad uploads), "
           f"{len(photos)} photos from {args.images}")
-    print(f"\n{'server':24} {'req/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'mean batch':>11} {'right status':>13} "
-          f"{'bad->4xx':>9} {'healthy after':>14}")
-    for name, extra in [("--max-batch 1 (baseline)", ["--max-batch", "1"]), ("batched (default)", [])]:
-        process, url = start_server(model, extra)
+    print(f"\n{'server':34} {'req/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'mean batch':>11} {'right status':>13} "
+          f"{'bad->4xx':>9} {'healthy after':>14} {'vs baseline':>12}")
+    imgcls = [sys.executable, "-m", "imgcls", "serve", str(onnx), "--max-upload-mb", str(MAX_UPLOAD_MB)]
+    servers = [("seeds' per-request recipe", [sys.executable, __file__, "--seed-server", str(run)]),
+               ("imgcls serve --max-batch 1", [*imgcls, "--max-batch", "1"]),
+               ("imgcls serve (default)", imgcls)]
+    baseline = None
+    for name, command in servers:
+        process, url = start_server(command)
         try:
             load(url, photos[:16], args.clients, 3 * args.clients)  # warm-up
             r = load(url, photos, args.clients, args.requests)
@@ -115,9 +166,10 @@ def main() -> None:
         finally:
             process.terminate()
             process.wait(timeout=30)
-        print(f"{name:24} {r['rps']:7.1f} {r['p50']:8.0f} {r['p99']:8.0f} {r['mean_batch']:11.1f} "
+        baseline = baseline or r
+        print(f"{name:34} {r['rps']:7.1f} {r['p50']:8.0f} {r['p99']:8.0f} {r['mean_batch']:11.1f} "
               f"{r['right_status']:>6}/{r['answered']:<6} {r['bad_4xx']:>4}/{r['bad']:<4} "
-              f"{'yes' if r['healthy'] and alive else 'NO':>14}")
+              f"{'yes' if r['healthy'] and alive else 'NO':>14} {r['rps'] / baseline['rps']:11.2f}x", flush=True)
 
 
 if __name__ == "__main__":

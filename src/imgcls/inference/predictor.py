@@ -144,9 +144,11 @@ class Predictor:
             return cls(load_hf_folder(model_path, device), model_path, reject_rate)
         return cls(load_model_file(model_path, device), model_path, reject_rate)
 
-    def outputs(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(class probabilities, OOD scores or None) for a preprocessed batch (N, 3, H, W)."""
-        logits, scores = split_outputs(self.backend(batch))
+    def outputs(self, batch: torch.Tensor, forward: Callable[[torch.Tensor], Any] | None = None,
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(class probabilities, OOD scores or None) for a preprocessed batch (N, 3, H, W); ``forward``: the
+        backend's, or its :meth:`per_core` one."""
+        logits, scores = split_outputs((forward or self.backend)(batch))
         return self.activate(logits), scores
 
     def activate(self, logits: torch.Tensor) -> torch.Tensor:
