@@ -83,8 +83,9 @@ class WeightAveraging(Callback):
         for logger in trainer.loggers:
             logger.log_metrics({"val_acc_ema": ema_acc, "val_loss_ema": ema_loss, "val_acc_live": live_acc},
                                step=trainer.global_step)
-        log.info("epoch %d: val_acc %.4f training weights, %.4f EMA -> %s kept", trainer.current_epoch + 1,
-                 live_acc, ema_acc, "EMA" if self.ema_won else "training weights")
+        # no epoch number: the stage's count restarts at 1, and the epoch line that follows gives the run's
+        log.info("EMA: val_acc %.4f training weights, %.4f EMA -> %s kept", live_acc, ema_acc,
+                 "EMA" if self.ema_won else "training weights")
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # Before RunHistory (this callback comes first) and the checkpoint callbacks (Lightning calls those
