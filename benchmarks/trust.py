@@ -2,10 +2,11 @@
 
     python benchmarks/trust.py [DATA] [--ood examples/ood] [--epochs 5] [--digits]
 
-Trains efficientnet_lite0 (feature extraction) on DATA (default: the bundled ants/bees photos; the full-size
-originals are ../shared/datasets/hymenoptera_data), then prints:
-- calibration: the temperature, the val ECE before and after (after: 5-fold cross-fitted, so never measured
-  on the images the temperature was fitted on); goal ECE <= 0.05;
+Trains with zero flags on DATA (the --auto search: on photos, a head on efficientnet_lite2's features; default
+DATA: the bundled ants/bees photos; the full-size originals are ../shared/datasets/hymenoptera_data), then
+prints:
+- calibration: the temperature, the val ECE before and after (after: 5-fold cross-fitted, the mean of ten
+  fold assignments, so never measured on the images the temperature was fitted on); goal ECE <= 0.05;
 - unknown answers on the --ood folder (pictures of none of the classes) and on the val photos, as
   `predict`, `evaluate --ood`, the HTTP server and the exported ONNX file each answer them; goals: >= 90 % of
   the folder unknown, >= 95 % of the val photos accepted;
