@@ -1,6 +1,7 @@
 """Training wall time: the seeds' plain transfer-learning loop vs `imgcls train`, whole processes side by side.
 
     python benchmarks/train_speed.py [DATA] [--mode fe|finetune|staged|all] [--epochs N] [--img-size 224]
+                                     [--skip-plain] [--timm]
 
 The plain recipe is what the seeds (004, and the PyTorch transfer-learning tutorial it follows) write:
 torchvision ImageFolder + PIL transforms (RandomResizedCrop + flip / Resize + CenterCrop) + DataLoader
@@ -9,6 +10,10 @@ every epoch -- frozen for feature extraction (only the head in the optimizer). i
 `python -m imgcls train DATA --strategy ...` with its defaults and a cold feature cache. Both use
 timm's tf_efficientnet_lite0 with the same offline ImageNet weights, the same epochs and image size,
 and each is timed as a whole process, start-up included. Accuracy is the best val accuracy of each.
+
+With --timm, fine-tuning is also timed with timm's own train.py (../shared/peers/timm_train.py, unchanged)
+with the flags of ../shared/peers/README.md: the same model, offline ImageNet weights (saved from imgcls's
+loader in timm's key layout), image size, batch size 32 and epochs; its best val top-1 from summary.csv.
 
 Default DATA: ../shared/datasets/hymenoptera_data (ants/bees, 244 train / 153 val photos).
 Figures on a shared machine are noisy: compare the columns of one run, not runs with each other.
@@ -30,6 +35,34 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = str(REPO.parent / "shared" / "datasets" / "hymenoptera_data")  # ../shared beside the repo
 STRATEGY = {"fe": "feature-extraction", "finetune": "finetune", "staged": "staged"}
 DEFAULT_EPOCHS = {"fe": 10, "finetune": 2, "staged": 10}
+TIMM_TRAIN = REPO.parent / "shared" / "peers" / "timm_train.py"
+
+
+def timm_peer(data: str, epochs: int, tmp: Path, env: dict[str, str]) -> tuple[float, float]:
+    """(seconds, best val accuracy) of timm's train.py fine-tuning tf_efficientnet_lite0 as the peers'
+    README runs it."""
+    import csv
+
+    import timm
+    import torch
+
+    from imgcls.models.weights import load_offline_package
+
+    weights = tmp / "tf_efficientnet_lite0_imagenet.pth"
+    model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    load_offline_package(model, "tf_efficientnet_lite0")
+    torch.save(model.state_dict(), weights)
+    out = tmp / "timm"
+    command = [sys.executable, str(TIMM_TRAIN), "--data-dir", data, "--train-split", "train", "--val-split", "val",
+               "--model", "tf_efficientnet_lite0", "--pretrained", "--pretrained-path", str(weights),
+               "--num-classes", "2", "--epochs", str(epochs), "--batch-size", "32", "--lr", "0.01", "--opt", "sgd",
+               "--sched", "cosine", "--warmup-epochs", "0", "--channels-last", "--workers", "1", "--device", "cpu",
+               "--output", str(out)]
+    start = time.perf_counter()
+    subprocess.run(command, env={**env, "IMGCLS_NO_TUNING": "1"}, stdout=subprocess.DEVNULL, check=True)
+    seconds = time.perf_counter() - start
+    with next(out.glob("*/summary.csv")).open() as handle:
+        return seconds, max(float(row["eval_top1"]) for row in csv.DictReader(handle)) / 100
 
 
 def plain_recipe(data: str, mode: str, epochs: int, img_size: int, workers: int) -> float:
@@ -92,7 +125,8 @@ def timed(command: list[str], env: dict[str, str]) -> tuple[float, str]:
     return time.perf_counter() - start, result.stdout
 
 
-def compare(data: str, mode: str, epochs: int, img_size: int, workers: int, skip_plain: bool) -> dict:
+def compare(data: str, mode: str, epochs: int, img_size: int, workers: int, skip_plain: bool,
+            peer: bool = False) -> dict:
     env = {**os.environ, "PYTHONPATH": str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
     row: dict = {"mode": mode, "epochs": epochs, "img_size": img_size}
     with tempfile.TemporaryDirectory() as tmp:
@@ -105,6 +139,10 @@ def compare(data: str, mode: str, epochs: int, img_size: int, workers: int, skip
         row["imgcls_acc"] = metrics["best_val_acc"]
         print(f"imgcls {mode}: {row['imgcls_s']:.1f} s, best_val_acc {row['imgcls_acc']:.4f}", file=sys.stderr,
               flush=True)
+        if peer and mode == "finetune":
+            row["timm_s"], row["timm_acc"] = timm_peer(data, epochs, Path(tmp), env)
+            print(f"timm train.py: {row['timm_s']:.1f} s ({row['timm_s'] / row['imgcls_s']:.2f}x imgcls's time), "
+                  f"best val top-1 {row['timm_acc']:.4f}", flush=True)
     if not skip_plain and mode != "staged":
         command = [sys.executable, __file__, data, "--plain", mode, "--epochs", str(epochs),
                    "--img-size", str(img_size), "--plain-workers", str(workers)]
@@ -122,7 +160,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, help="default: 10 (fe, staged), 2 (finetune)")
     parser.add_argument("--img-size", type=int, default=224)
     parser.add_argument("--plain-workers", type=int, default=4, help="the tutorial's num_workers (4)")
-    parser.add_argument("--skip-plain", action="store_true", help="time imgcls only")
+    parser.add_argument("--skip-plain", action="store_true", help="skip the seeds' loop")
+    parser.add_argument("--timm", action="store_true", help="fine-tuning: timm's train.py too (see above)")
     parser.add_argument("--plain", choices=["fe", "finetune"], help=argparse.SUPPRESS)  # the plain child process
     args = parser.parse_args()
     if args.plain:
@@ -134,7 +173,7 @@ def main() -> None:
     print(f"{'mode':9} {'epochs':>6} {'plain s':>9} {'imgcls s':>9} {'speedup':>8} {'plain acc':>10} {'imgcls acc':>10}")
     for mode in modes:
         row = compare(args.data, mode, args.epochs or DEFAULT_EPOCHS[mode], args.img_size, args.plain_workers,
-                      args.skip_plain)
+                      args.skip_plain, args.timm)
         plain_s = f"{row['plain_s']:9.1f}" if "plain_s" in row else f"{'-':>9}"
         speedup = f"{row['speedup']:7.1f}x" if "speedup" in row else f"{'-':>8}"
         plain_acc = f"{row['plain_acc']:10.4f}" if "plain_acc" in row else f"{'-':>10}"
