@@ -39,6 +39,35 @@ def test_concurrent_requests_share_batches_and_get_their_own_answers():
     assert [float(a[0, 0]) for a in answers] == [2.0 * i for i in range(10)]
 
 
+def test_parallel_forward_threads_run_batches_at_once_and_answer_each_request():
+    import threading
+    import time
+
+    running, most = [0], [0]
+    lock = threading.Lock()
+
+    def slow_forward(batch: torch.Tensor) -> np.ndarray:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.05)  # long enough for the next batch to be gathered meanwhile
+        with lock:
+            running[0] -= 1
+        return batch.flatten(1)[:, :2].numpy() * 2
+
+    async def scenario() -> list[np.ndarray]:
+        batcher = MicroBatcher(slow_forward, max_batch=2, max_wait_ms=1, parallel=2)
+        await batcher.start()
+        try:
+            return await asyncio.gather(*(batcher.predict([image]) for image in _images(8)))
+        finally:
+            await batcher.stop()
+
+    answers = asyncio.run(scenario())
+    assert most[0] == 2  # two batches in flight, never more
+    assert [float(a[0, 0]) for a in answers] == [2.0 * i for i in range(8)]
+
+
 def test_a_lone_request_is_not_held_longer_than_the_wait():
     sizes: list[int] = []
 
