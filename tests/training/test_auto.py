@@ -75,14 +75,14 @@ def test_the_search_on_photos_starts_from_a_larger_backbone_and_only_the_search(
 def test_recipes_on_images_are_tried_only_where_a_head_leaves_room_to_show_a_gain(
         tiny_data: Path, monkeypatch: pytest.MonkeyPatch, head_accuracy: float, tried: bool) -> None:
     from imgcls.models.factory import create_model
-    from imgcls.training import auto, setup
+    from imgcls.training import auto
 
     config = load_train_config(data=str(tiny_data), workers=0)
     source = resolve_data(tiny_data)
     resolved = resolve_config(config, source, announce=False)
     heads = [auto.Candidate("head (defaults)", resolved, head_accuracy, "5-fold on train features", 1.0, 0.3)]
     trials: list[str] = []
-    monkeypatch.setattr(setup, "use_feature_cache", lambda *_: True)
+    monkeypatch.setattr(auto, "use_feature_cache", lambda *_: True)
     monkeypatch.setattr(auto, "search_heads", lambda *_, **__: heads)
     monkeypatch.setattr(auto, "image_cost", lambda *_: 1.0)
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from imgcls.models.temperature import CROSS_FIT_REPEATS, REPEATS_UP_TO, cross_fitted_probabilities, fit_temperature
+from imgcls.models.temperature import cross_fit_repeats, cross_fitted_probabilities, fit_temperature
 
 DEFAULT_BINS = 10
 
@@ -74,7 +74,7 @@ class TemperatureFit:
     temperature: float
     fitted_on: str
     ece_before: float
-    ece: float  # cross-fitted (mean of CROSS_FIT_REPEATS fold assignments): never on images its T saw
+    ece: float  # cross-fitted (mean over cross_fit_repeats() fold assignments): never on images its T saw
 
     def to_dict(self) -> dict[str, Any]:
         return {"temperature": self.temperature, "fitted_on": self.fitted_on,
@@ -83,12 +83,11 @@ class TemperatureFit:
 
 def calibrate(logits: torch.Tensor, labels: torch.Tensor, fitted_on: str) -> TemperatureFit:
     """T fitted on all of ``logits``; the ECE before and after (after by :func:`cross_fitted_probabilities`,
-    the mean over CROSS_FIT_REPEATS assignments of the images to folds)."""
+    the mean over :func:`cross_fit_repeats` assignments of the images to folds)."""
     labels_np = labels.numpy()
     before = calibration(labels_np, torch.softmax(logits.double(), dim=1).numpy()).ece
-    repeats = CROSS_FIT_REPEATS if len(labels_np) <= REPEATS_UP_TO else 1
     after = float(np.mean([calibration(labels_np, cross_fitted_probabilities(logits, labels, seed=seed)).ece
-                           for seed in range(repeats)]))
+                           for seed in range(cross_fit_repeats(len(labels_np)))]))
     return TemperatureFit(fit_temperature(logits, labels), fitted_on, before, after)
 
 

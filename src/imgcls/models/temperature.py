@@ -25,6 +25,11 @@ CROSS_FIT_REPEATS = 10
 REPEATS_UP_TO = 2000
 
 
+def cross_fit_repeats(count: int) -> int:
+    """How many assignments of ``count`` images to folds the reported ECE averages."""
+    return CROSS_FIT_REPEATS if count <= REPEATS_UP_TO else 1
+
+
 def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
     """The T minimising the mean cross-entropy of ``softmax(logits / T)`` against ``labels``."""
     from scipy.optimize import minimize_scalar

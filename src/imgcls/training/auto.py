@@ -33,6 +33,7 @@ from imgcls.data.split import stratified_split
 from imgcls.models.factory import CreatedModel, create_model
 from imgcls.rundir import RunDir
 from imgcls.training.features import cached_features
+from imgcls.training.setup import mirror_features, resolve_config, run_name, use_feature_cache
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ class Candidate:
 def describe(config: TrainConfig) -> str:
     if config.strategy != "feature-extraction":
         return f"{config.model} {config.strategy}, {config.epochs} epochs at lr {config.lr:.3g}"
-    mirrored = config.hflip and config.augment == "standard"
+    mirrored = mirror_features(config)
     return (f"{config.model} head: lr {config.lr:.3g}, weight decay {config.weight_decay:.3g}, label smoothing "
             f"{config.label_smoothing:.2f}, {config.epochs} epochs, mirrored copies {'on' if mirrored else 'off'}")
 
@@ -89,12 +90,10 @@ def head_accuracy(features: torch.Tensor, labels: torch.Tensor, mirrored: torch.
     hundred embeddings costs its Python overhead, not its arithmetic."""
     classes, size = int(labels.max()) + 1, config.batch_size
     pool, pool_labels = features, labels
-    if mirrored is not None and settings["mirror"]:
-        pool, pool_labels = torch.cat([features, mirrored]), torch.cat([labels, labels])
-    mirror_offset = len(labels) if pool is not features else None
     rows = [torch.as_tensor(train_index) for train_index, _ in folds]
-    if mirror_offset is not None:
-        rows = [torch.cat([r, r + mirror_offset]) for r in rows]
+    if mirrored is not None and settings["mirror"]:  # each fold's rows, and the same rows mirrored
+        pool, pool_labels = torch.cat([features, mirrored]), torch.cat([labels, labels])
+        rows = [torch.cat([r, r + len(labels)]) for r in rows]
     k, longest = len(rows), max(len(r) for r in rows)
     batches = math.ceil(longest / size)
     torch.manual_seed(config.seed)
@@ -149,7 +148,7 @@ def search_heads(config: TrainConfig, explicit: set[str], source: DataSource, cr
     settings = {"batch_size": 2 * config.batch_size, "workers": config.workers}
     arch = created.spec.to_dict()
     plain = cached_features(created.model, source, "train", created.preprocess, arch, **settings)
-    mirror = bool(explicit & {"hflip", "augment"}) and config.hflip and config.augment == "standard"
+    mirror = bool(explicit & {"hflip", "augment"}) and mirror_features(config)
     mirrored = (cached_features(created.model, source, "train", created.preprocess, arch, view="hflip",
                                 **settings).features if mirror else None)
     features, labels = plain.features.float(), plain.labels.long()
@@ -245,8 +244,6 @@ def image_trial(config: TrainConfig, holdout: DataSource, fit: Callable[..., Any
 def image_candidates(original: TrainConfig, explicit: set[str], profile: DataProfile,
                      source: DataSource) -> list[tuple[str, TrainConfig]]:
     """Recipes on images the data suggest, cheapest first."""
-    from imgcls.training.setup import resolve_config
-
     given = {name: getattr(original, name) for name in explicit}
     wanted: list[tuple[str, dict[str, Any]]] = []
     if profile.tiny:
@@ -298,8 +295,6 @@ def search(original: TrainConfig, config: TrainConfig, source: DataSource, creat
            profile: DataProfile, fit: Callable[..., Any]) -> tuple[TrainConfig, list[dict[str, Any]]]:
     """The winning settings (their reasons in ``decided``) and the leaderboard rows; ``fit`` trains the
     trials on images (see :func:`image_trial`)."""
-    from imgcls.training.setup import run_name, use_feature_cache
-
     start = time.perf_counter()
     budget = config.time_budget
     explicit = set(original.model_fields_set)

@@ -3,10 +3,10 @@ both fitted on the val split and written into best.pt's metadata.
 
 Which data: the val split, the only held-out data every run has. The temperature is fitted on all of it;
 the ECE after calibration that the run reports is cross-fitted (each fifth of val scored with a temperature
-fitted on the other four; the mean over ten assignments of images to fifths), so it is never measured on
-images its temperature saw. The OOD statistics (class means of the embeddings) come from train, the
-threshold from the val scores, so the accepted share of known images is measured on images the statistics
-never saw.
+fitted on the other four; the mean over ten assignments of images to fifths up to 2,000 images), so it is
+never measured on images its temperature saw. The OOD statistics (class means of the embeddings) come
+from train, the threshold from the val scores, so the accepted share of known images is measured on images
+the statistics never saw.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from imgcls.data.source import DataSource
 from imgcls.evaluation.calibration import TemperatureFit, calibrate
 from imgcls.models.checkpoint import load_checkpoint, update_checkpoint_meta
 from imgcls.models.ood import CLASS_MEAN, ENERGY, class_mean_distance, class_means, energy, ood_record
-from imgcls.models.temperature import CROSS_FIT_REPEATS
+from imgcls.models.temperature import cross_fit_repeats
 from imgcls.rundir import RunDir
 from imgcls.training.features import (FeatureSet, cached_features, extract, head_matches_model,
                                       supports_cached_features)
@@ -88,7 +88,7 @@ def fit_trust(run: RunDir, config: TrainConfig, source: DataSource) -> Trust | N
     fit = None
     if config.calibrate and len(val) >= MIN_CALIBRATION_IMAGES:
         fit = calibrate(logits, val.labels, f"val ({len(val)} images); ece after: 5-fold cross-fitted on val, "
-                                             f"mean of {CROSS_FIT_REPEATS} fold assignments")
+                                             f"mean of {cross_fit_repeats(len(val))} fold assignments")
         log.info("calibration: temperature %.3f fitted on %d val images; ECE %.3f -> %.3f (cross-fitted)",
                  fit.temperature, len(val), fit.ece_before, fit.ece)
     elif config.calibrate:
