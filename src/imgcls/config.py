@@ -57,7 +57,7 @@ class TrainConfig(BaseModel):
                           "image (labels.csv) (detected from the data)")
     model: str = Field("efficientnet_lite0", description="timm name, hf:DIR or hf:ORG/NAME (transformers), "
                        "small_cnn/cifar_cnn/resnet_cifar; `imgcls models` lists them (efficientnet_lite0, "
-                       "ImageNet weights offline)")
+                       "ImageNet weights offline; --auto on photos: efficientnet_lite2's features)")
     strategy: Strategy | None = Field(None, description="Training strategy; linear-probe = feature-extraction "
                                       "(feature-extraction when pretrained, else scratch)")
     weights: str | None = Field(None, description="Local pretrained weights file (.pt/.pth state dict)")
