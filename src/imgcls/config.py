@@ -96,6 +96,10 @@ class TrainConfig(BaseModel):
                                       "input, 1 = off (0.85)")
     freeze_bn: bool | None = Field(None, description="Fine-tuning: BatchNorm keeps its pretrained statistics (on "
                                    "for small data)")
+    trainable_blocks: int | Literal["all"] | None = Field(
+        None, description="Fine-tuning: only the network's last N blocks train (timm's layer groups, the head "
+                          "included), the earlier ones keep their pretrained weights; all = every layer (small "
+                          "data: 6)")
     cache_features: bool = Field(True, description="Feature extraction: run the frozen backbone once and train the "
                                  "head on cached features")
     cifar_stem: bool = Field(False, description="ResNets: 3x3 first conv, no max-pool, for tiny images")
@@ -132,6 +136,18 @@ class TrainConfig(BaseModel):
         if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds <= 0:
             raise ValueError("must be a duration such as 90s, 5m or 1h")
         return float(seconds)
+
+    @field_validator("trainable_blocks")
+    @classmethod
+    def _some_blocks(cls, value: Any) -> Any:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("must be at least 1 (the head), or all")
+        return value
+
+    @property
+    def blocks_to_train(self) -> int | None:
+        """Fine-tuning trains the network's last this many layer groups; None: every layer."""
+        return self.trainable_blocks if isinstance(self.trainable_blocks, int) else None
 
     @property
     def decided(self) -> dict[str, str]:

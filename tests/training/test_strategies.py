@@ -7,7 +7,10 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import pytest
+import timm
 import torch
+import yaml
+from timm.models import group_parameters
 
 from imgcls import Classifier
 from imgcls.config import load_train_config
@@ -27,8 +30,11 @@ def test_staged_plans_a_head_stage_then_a_slower_full_stage() -> None:
     assert only.frozen and only.layer_decay == 1.0  # no layer decay for a lone head
     (tune,) = plan_stages("finetune", 4, 1e-3, 0.7, 0)
     assert not tune.frozen and tune.layer_decay == 0.7
-    (scratch,) = plan_stages("scratch", 4, 1e-3, 0.7, 0)
-    assert scratch.layer_decay == 1.0
+    (scratch,) = plan_stages("scratch", 4, 1e-3, 0.7, 0, trainable_blocks=3)
+    assert scratch.layer_decay == 1.0 and scratch.trainable_blocks is None  # nothing pretrained to keep
+    head, full = plan_stages("staged", 10, 3e-3, 0.85, 0, trainable_blocks=3)
+    assert (head.trainable_blocks, full.trainable_blocks) == (None, 3)
+    assert plan_stages("finetune", 4, 1e-3, 0.7, 0, trainable_blocks=3)[0].trainable_blocks == 3
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +100,42 @@ def test_stage_two_fine_tunes_the_best_head_not_the_last(tiny_data: Path, tiny_r
     assert len(spy.starts) == 2
     for name, tensor in spy.starts[1].items():
         assert torch.equal(tensor, spy.after[1][name]), name  # stage 2 began from epoch 1's head
+
+
+@pytest.fixture(scope="module")
+def resnet_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("weights") / "test_resnet.pth"
+    torch.save(timm.create_model("test_resnet", num_classes=0).state_dict(), path)
+    return path
+
+
+@pytest.mark.parametrize("blocks", [None, "all", 2])
+def test_fine_tuning_small_data_trains_only_the_last_blocks(tiny_data: Path, resnet_weights: Path, tmp_path: Path,
+                                                            blocks: int | str | None) -> None:
+    settings = {} if blocks is None else {"trainable_blocks": blocks}
+    config = load_train_config(data=str(tiny_data), model="test_resnet", weights=str(resnet_weights),
+                               strategy="finetune", epochs=1, batch_size=16, workers=0, img_size=32,
+                               out=str(tmp_path), name="ft", **settings)
+    run = train(config).path
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    start = torch.load(resnet_weights, map_location="cpu", weights_only=True)
+    tuned = {k.removeprefix("model."): v for k, v in
+             torch.load(run / "last.pt", map_location="cpu", weights_only=True)["state_dict"].items()}
+    model = timm.create_model("test_resnet")
+    groups = group_parameters(model, model.group_matcher(coarse=False))
+    head = max(groups)
+    moved = {group: any(not torch.equal(tuned[n], start[n]) for n in names) for group, names in groups.items()
+             if group < head}  # the head is new: it always trains
+    if blocks is None:  # small data: the last few blocks, a decided setting with its reason
+        assert saved["trainable_blocks"] == 6 and "trainable_blocks" in saved["decided"]
+        return
+    assert "trainable_blocks" not in saved.get("decided", {})
+    if blocks == "all":
+        assert all(moved.values()), moved
+        return
+    assert moved == {group: group > head - blocks for group in moved}
+    # a frozen block's BatchNorm keeps its pretrained statistics too
+    assert torch.equal(tuned["bn1.running_mean"], start["bn1.running_mean"])
 
 
 def test_pretrained_strategies_without_weights_are_refused(tiny_data: Path, tmp_path: Path) -> None:

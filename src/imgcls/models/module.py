@@ -102,11 +102,13 @@ class ClassifierModule(pl.LightningModule):
             # A frozen backbone stays in eval mode: its BatchNorm statistics must not drift either.
             self.model.eval()
             self.model.get_classifier().train()
-        elif self.recipe.freeze_bn:
-            # Small data: batch statistics of a few dozen photos are noisier than the pretrained ones, and
-            # replacing them undoes what a trained head relies on; the BatchNorm weights still train.
+        else:
+            # Small data (freeze_bn): batch statistics of a few dozen photos are noisier than the pretrained ones,
+            # and replacing them undoes what a trained head relies on; the BatchNorm weights still train. A layer
+            # that does not train (early blocks kept frozen) keeps its statistics in any case.
             for layer in self.model.modules():
-                if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+                if isinstance(layer, nn.modules.batchnorm._BatchNorm) and (self.recipe.freeze_bn or (
+                        layer.affine and not layer.weight.requires_grad)):
                     layer.eval()
 
     # optimisation ---------------------------------------------------------------------------------

@@ -16,6 +16,11 @@ log = logging.getLogger(__name__)
 # Fewer training images than this: batch statistics of a few dozen pictures are noisier than the
 # pretrained ones, so fine-tuning keeps BatchNorm's running statistics.
 SMALL_DATA = 5000
+# Fine-tuning on small data trains only the network's last this many layer groups (blocks; the head is one).
+# Full-size ants/bees photos, efficientnet_lite0 (18 groups): the last 6 (its 7x7 stages) reach the same val
+# accuracy as every layer (0.934-0.954 per epoch, both) in a third of the time per epoch (10 s against 22-35 s
+# on 2 CPU cores); the early layers' generic features have little to learn from a few thousand pictures.
+SMALL_DATA_BLOCKS = 6
 # Largest class this many times the smallest: the loss weighs classes by inverse frequency.
 IMBALANCED = 3.0
 # Photos (neither tiny nor glyph-like) up to this many: the search's heads train on the features of a
@@ -66,6 +71,11 @@ def decide(config: TrainConfig, explicit: set[str], profile: DataProfile, strate
         decided["freeze_bn"] = (small, f"{profile.images} training images: " + (
             "BatchNorm keeps its pretrained statistics while fine-tuning (batch statistics of so few are noisier)"
             if small else "enough for BatchNorm to learn this data's statistics"))
+    if open_("trainable_blocks") and strategy in ("finetune", "staged") and profile.images < SMALL_DATA:
+        decided["trainable_blocks"] = (SMALL_DATA_BLOCKS, (
+            f"{profile.images} training images: fine-tuning trains the network's last {SMALL_DATA_BLOCKS} blocks "
+            f"(the head included); the early layers keep their pretrained weights, and their backward pass, most "
+            f"of a step's time, is not run"))
     if open_("warmup_epochs") and strategy == "finetune" and config.epochs >= 3:
         decided["warmup_epochs"] = (1, "fine-tuning starts from a random head: one warm-up epoch keeps its first "
                                        "large gradients from disturbing the pretrained layers")

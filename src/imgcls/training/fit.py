@@ -93,10 +93,10 @@ def fit(config: TrainConfig, source: DataSource, created: CreatedModel, run: Run
     """Train the stages of ``config.strategy`` in ``run``; from ``resume_from`` (a last.pt) when given;
     ``report``: evaluate best.pt and write the pictures and report.html."""
     stages = plan_stages(config.strategy, config.epochs, config.lr, config.layer_decay, config.warmup_epochs,
-                         config.head_epochs)
+                         config.head_epochs, config.blocks_to_train)
     log.info("model: %s (%s), weights: %s; strategy %s in %s", config.model, created.spec.arch,
              created.weights or "random init", config.strategy,
-             " then ".join(f"{s.epochs} epoch(s) {'head only' if s.frozen else 'all layers'} at lr {s.lr:g}"
+             " then ".join(f"{s.epochs} epoch(s) {s.trains} at lr {s.lr:g}"
                            + (f", layer decay {s.layer_decay:g}" if s.layer_decay < 1 else "") for s in stages))
     log.info("run: %s", run.path)
     history = RunHistory(run, monitor=selection_metric(config.task))

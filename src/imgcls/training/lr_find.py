@@ -31,7 +31,7 @@ from imgcls.models.module import ClassifierModule
 from imgcls.models.multilabel import MultiLabelModule
 from imgcls.rundir import RunDir, atomic_write_bytes, write_json
 from imgcls.training.setup import lightning_notices_hidden, make_datamodule, make_recipe, prepare, use_feature_cache
-from imgcls.training.strategies import default_lr, freeze_backbone, unfreeze
+from imgcls.training.strategies import default_lr, freeze_backbone, freeze_early_blocks, unfreeze
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +86,8 @@ def _finder_parts(config: TrainConfig, source: DataSource, created: CreatedModel
     strategy = _search_strategy(config.strategy or "scratch")
     frozen = strategy == "feature-extraction"
     (freeze_backbone if frozen else unfreeze)(created.model)
+    if not frozen and strategy == "finetune" and config.blocks_to_train is not None:
+        freeze_early_blocks(created.model, config.blocks_to_train)  # the layers fit will train, no others
     on_features = frozen and use_feature_cache(config, created, source)
     placeholder = update_config(config, lr=default_lr(strategy, config.optimizer), scheduler="none")
     meta = checkpoint_meta(created.spec, source.classes, created.preprocess, strategy=config.strategy)

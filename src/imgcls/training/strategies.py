@@ -3,8 +3,9 @@
 - scratch: every parameter trains from random initialisation;
 - feature-extraction (linear probe): the pretrained backbone is frozen, only the new head trains --
   on embeddings extracted once and cached (``features.py``), not by re-running the backbone every epoch;
-- finetune: every parameter trains from pretrained weights, earlier layers at lower rates (layer decay);
-- staged: feature extraction first (the head learns on the cache), then fine-tuning of everything at
+- finetune: the network trains from pretrained weights, earlier layers at lower rates (layer decay); on
+  small data only its last blocks (``--trainable-blocks``), the early ones keep their pretrained weights;
+- staged: feature extraction first (the head learns on the cache), then fine-tuning (as finetune) at
   a thirtieth of the rate -- linear probing, then fine-tuning, in one run directory.
 
 A strategy becomes a list of :class:`Stage`; each stage is one Lightning ``fit`` with its own
@@ -59,19 +60,29 @@ class Stage:
     lr: float
     layer_decay: float  # 1.0 = one rate for all layers
     warmup_epochs: int
+    trainable_blocks: int | None = None  # not frozen: only the last this many layer groups train; None = all
 
     @property
     def name(self) -> str:
         return "head" if self.frozen else "full"
 
+    @property
+    def trains(self) -> str:
+        if self.frozen:
+            return "head only"
+        return "all layers" if self.trainable_blocks is None else f"the last {self.trainable_blocks} layer groups"
+
 
 def plan_stages(strategy: str, epochs: int, lr: float, layer_decay: float, warmup_epochs: int,
-                head_epochs: int | None = None) -> list[Stage]:
-    """The stages ``strategy`` trains in; their epochs add up to ``epochs``."""
+                head_epochs: int | None = None, trainable_blocks: int | None = None) -> list[Stage]:
+    """The stages ``strategy`` trains in; their epochs add up to ``epochs``. ``trainable_blocks``: fine-tuning
+    trains only the network's last this many layer groups (None: all)."""
     if strategy == "feature-extraction":
         return [Stage(0, epochs, True, lr, 1.0, warmup_epochs)]
-    if strategy != "staged":
-        return [Stage(0, epochs, False, lr, layer_decay if strategy == "finetune" else 1.0, warmup_epochs)]
+    if strategy == "scratch":
+        return [Stage(0, epochs, False, lr, 1.0, warmup_epochs)]
+    if strategy == "finetune":
+        return [Stage(0, epochs, False, lr, layer_decay, warmup_epochs, trainable_blocks)]
     head = head_epochs or default_head_epochs(epochs)
     if head >= epochs:
         log.warning("staged: --head-epochs %d leaves no epoch of the %d for fine-tuning; only the head trains",
@@ -81,7 +92,8 @@ def plan_stages(strategy: str, epochs: int, lr: float, layer_decay: float, warmu
     # first full-rate steps on a backbone that never saw this data's gradients are what cost val accuracy.
     finetune_epochs = epochs - head
     return [Stage(0, head, True, lr, 1.0, warmup_epochs),
-            Stage(1, finetune_epochs, False, lr * STAGED_FINETUNE_FACTOR, layer_decay, int(finetune_epochs >= 2))]
+            Stage(1, finetune_epochs, False, lr * STAGED_FINETUNE_FACTOR, layer_decay, int(finetune_epochs >= 2),
+                  trainable_blocks)]
 
 
 def freeze_backbone(model: nn.Module) -> None:
@@ -97,11 +109,37 @@ def unfreeze(model: nn.Module) -> None:
         parameter.requires_grad_(True)
 
 
+def freeze_early_blocks(model: nn.Module, trainable_blocks: int) -> int:
+    """Freeze all but the last ``trainable_blocks`` layer groups (timm's ``group_matcher``, one group per block;
+    the head is the last); returns how many groups the model has, 0 when it names none (all then train).
+    Autograd then never runs the backward pass of the frozen early layers, at full resolution the largest part
+    of a CNN's step on a CPU."""
+    if not hasattr(model, "group_matcher"):
+        return 0
+    from timm.models import group_parameters
+
+    groups = group_parameters(model, model.group_matcher(coarse=False))
+    first_trained = max(groups) - trainable_blocks + 1
+    for group, names in groups.items():
+        if group < first_trained:
+            for name in names:
+                model.get_parameter(name).requires_grad_(False)
+    return len(groups)
+
+
 def apply_stage(model: nn.Module, stage: Stage) -> dict[str, Any]:
     """Set ``requires_grad`` for ``stage``; returns the recipe settings it implies."""
     if stage.frozen:
         freeze_backbone(model)
     else:
         unfreeze(model)
+        if stage.trainable_blocks is not None:
+            groups = freeze_early_blocks(model, stage.trainable_blocks)
+            if not groups:
+                log.info("--trainable-blocks %d: %s names no layer groups; every layer trains",
+                         stage.trainable_blocks, type(model).__name__)
+            elif stage.trainable_blocks < groups:
+                log.info("the last %d of %d layer groups train (the head included); the earlier ones keep their "
+                         "pretrained weights", stage.trainable_blocks, groups)
     return {"frozen": stage.frozen, "lr": stage.lr, "layer_decay": stage.layer_decay, "epochs": stage.epochs,
             "warmup_epochs": stage.warmup_epochs}
