@@ -98,8 +98,8 @@ class TrainConfig(BaseModel):
                                    "for small data)")
     trainable_blocks: int | Literal["all"] | None = Field(
         None, description="Fine-tuning: only the network's last N blocks train (timm's layer groups, the head "
-                          "included), the earlier ones keep their pretrained weights; all = every layer (small "
-                          "data: 6)")
+                          "included), the earlier ones keep their pretrained weights; all = every layer (a few "
+                          "photos: 6)")
     cache_features: bool = Field(True, description="Feature extraction: run the frozen backbone once and train the "
                                  "head on cached features")
     cifar_stem: bool = Field(False, description="ResNets: 3x3 first conv, no max-pool, for tiny images")

@@ -71,6 +71,22 @@ def test_the_search_on_photos_starts_from_a_larger_backbone_and_only_the_search(
     assert glyphs.model == "efficientnet_lite0" and "model" not in glyphs.decided
 
 
+def test_fine_tuning_few_photos_keeps_the_early_layers_but_tiny_or_glyph_images_train_every_layer(
+        digits: Path) -> None:
+    photos = resolve_config(load_train_config(data=str(ANTS_BEES), strategy="finetune"), resolve_data(ANTS_BEES))
+    assert photos.trainable_blocks == 6 and "photos" in photos.decided["trainable_blocks"]
+    staged = resolve_config(load_train_config(data=str(ANTS_BEES), strategy="staged"), resolve_data(ANTS_BEES))
+    assert staged.blocks_to_train == 6
+    named = resolve_config(load_train_config(data=str(ANTS_BEES), strategy="finetune", trainable_blocks="all"),
+                           resolve_data(ANTS_BEES))
+    assert named.blocks_to_train is None and "trainable_blocks" not in named.decided
+    glyphs = resolve_config(load_train_config(data=str(digits), strategy="finetune"), resolve_data(digits))
+    assert glyphs.blocks_to_train is None and "trainable_blocks" not in glyphs.decided
+    probe = resolve_config(load_train_config(data=str(ANTS_BEES), strategy="feature-extraction"),
+                           resolve_data(ANTS_BEES))
+    assert "trainable_blocks" not in probe.decided
+
+
 @pytest.mark.parametrize(("head_accuracy", "tried"), [(0.99, False), (0.6, True)])
 def test_recipes_on_images_are_tried_only_where_a_head_leaves_room_to_show_a_gain(
         tiny_data: Path, monkeypatch: pytest.MonkeyPatch, head_accuracy: float, tried: bool) -> None:
