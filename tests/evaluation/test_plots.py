@@ -6,6 +6,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import pytest
 from matplotlib import font_manager, rcParams
 from PIL import Image
 
@@ -48,3 +49,17 @@ def test_html_font_is_cut_down_to_the_characters_used() -> None:
     assert "U+AC1C" in css  # 개
     assert len(css) < 40_000  # a few kB, not the 4.7 MB font
     assert font_face_css("only ascii text") == ""
+
+
+def test_the_cut_font_is_kept_for_the_next_report_and_an_unwritable_cache_costs_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IMGCLS_CACHE", str(tmp_path / "cache"))
+    css = font_face_css("개미 벌")
+    (entry,) = (tmp_path / "cache" / "fonts").iterdir()
+    entry.write_text(css.replace("U+", "U+0"), encoding="ascii")  # the next report reads what is kept
+    assert font_face_css("벌 개미") == css.replace("U+", "U+0")
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the cache folder would be")
+    monkeypatch.setenv("IMGCLS_CACHE", str(blocked))
+    again = font_face_css("개미 벌")  # cut again (the font's own timestamp differs), no error
+    assert again.startswith("@font-face") and again.split("unicode-range:")[1] == css.split("unicode-range:")[1]

@@ -13,6 +13,10 @@ import logging
 from functools import cache
 from pathlib import Path
 
+from imgcls.cache import cache_dir, content_key
+from imgcls.errors import ImgclsError
+from imgcls.rundir import atomic_write_bytes
+
 log = logging.getLogger(__name__)
 
 FAMILY = "NanumGothic"
@@ -47,11 +51,28 @@ def use_hangul_font() -> None:
 
 def font_face_css(text: str) -> str:
     """An @font-face rule embedding NanumGothic cut down to the non-ASCII characters of ``text``
-    (a few kB), so a report shows its Korean even where no Korean font is installed; '' when not needed."""
+    (a few kB), so a report shows its Korean even where no Korean font is installed; '' when not needed.
+    Kept under ``$IMGCLS_CACHE/fonts`` by font file and characters: cutting the font takes about a second,
+    and every report of the same classes needs the same rule."""
     characters = "".join(sorted({c for c in text if ord(c) > 127}))
     path = nanum_gothic()
     if not characters or path is None:
         return ""
+    stat = path.stat()
+    entry = cache_dir("fonts", content_key(str(path), stat.st_size, stat.st_mtime_ns, characters) + ".css")
+    try:
+        return entry.read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError):
+        pass
+    css = _font_face_rule(path, characters)
+    try:
+        atomic_write_bytes(entry, css.encode("ascii"))
+    except (OSError, ImgclsError):  # an unwritable cache costs the next report a second, nothing more
+        pass
+    return css
+
+
+def _font_face_rule(path: Path, characters: str) -> str:
     from fontTools import subset
     from fontTools.ttLib import TTFont
 
