@@ -1,8 +1,7 @@
-"""The decoded-image cache: decode once, keyed by the files and the size, augment from uint8 pixels."""
+"""The decoded-image cache: decode each file once, keyed by its bytes and the size, augment from uint8 pixels."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
+from imgcls.cache import file_digest
 from imgcls.data import decoded_cache as dc
 from imgcls.data.presets import EvalPreset, Preprocess, UInt8EvalPreset, normalize_batch
 from imgcls.data.source import resolve_data
@@ -31,39 +31,59 @@ def _photos(root: Path) -> list[str]:
 
 def test_each_image_keeps_its_shape_up_to_3_to_2(tmp_path: Path) -> None:
     paths = _photos(tmp_path / "data")
-    folder = dc.open_or_build(paths, side=64, workers=2)
-    dataset = dc.DecodedImageDataset(folder, [0] * len(paths), transform=lambda x: x)
+    dataset = dc.DecodedImageDataset(dc.open_or_build(paths, side=64, workers=2), [0] * len(paths),
+                                     transform=lambda x: x)
     shapes = [tuple(dataset.pixels(i).shape) for i in range(4)]
     assert shapes == [(3, 64, 96), (3, 96, 64), (3, 64, 96), (3, 64, 85)]  # the 3:1 panorama keeps its centre
     assert torch.equal(dataset.pixels(1), torch.from_numpy(dc.decode_for_cache(paths[1], 64).copy()).permute(2, 0, 1))
 
 
-def test_entry_is_reused_until_a_file_or_the_size_changes(tmp_path: Path) -> None:
+def _decoded(caplog: pytest.LogCaptureFixture) -> int:
+    """How many images the last open_or_build decoded (0 when none)."""
+    lines = [r.getMessage() for r in caplog.records if "decoding" in r.getMessage()]
+    caplog.clear()
+    return int(lines[-1].split("decoding ")[1].split(" of ")[0]) if lines else 0
+
+
+def test_only_files_never_seen_at_this_size_are_decoded(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="imgcls")
     paths = _photos(tmp_path / "data")
-    first = dc.open_or_build(paths, side=48, workers=1)
-    built_at = (first / dc.IMAGES).stat().st_mtime_ns
-    assert dc.open_or_build(paths, side=48, workers=1) == first
-    assert (first / dc.IMAGES).stat().st_mtime_ns == built_at  # not decoded again
-    assert dc.open_or_build(paths, side=56, workers=1) != first
-    Image.new("RGB", (300, 200), "red").save(paths[0])
-    os.utime(paths[0], ns=(built_at + 10**9, built_at + 10**9))
-    assert dc.open_or_build(paths, side=48, workers=1) != first
-    assert not list(first.parent.glob("*.partial-*"))
+    first = dc.open_or_build(paths[:6], side=48, workers=1)
+    assert _decoded(caplog) == 6
+    built_at = [e.stat().st_mtime_ns for e in first]
+    # the same files again, in another order and split, moved to another class folder: nothing is decoded
+    moved = Path(paths[0]).with_name("moved.jpg")
+    Path(paths[0]).rename(moved)
+    again = dc.open_or_build([*paths[1:6], str(moved)], side=48, workers=1)
+    assert _decoded(caplog) == 0 and again == [*first[1:], first[0]]
+    assert [e.stat().st_mtime_ns for e in first] == built_at
+    # two more files: only they are decoded; another size: all of them
+    assert len(dc.open_or_build([str(moved), *paths[1:]], side=48, workers=1)) == 8 and _decoded(caplog) == 2
+    dc.open_or_build(paths[1:], side=56, workers=1)
+    assert _decoded(caplog) == 7
+    # a changed file gets a new entry; the old one is not read for it
+    Image.new("RGB", (300, 200), "red").save(paths[1])
+    (changed,) = dc.open_or_build([paths[1]], side=48, workers=1)
+    assert _decoded(caplog) == 1 and changed != first[1]
+    assert not list(dc.store_dir(48).rglob("*.tmp"))
 
 
 def test_undecodable_file_is_skipped_not_fatal(tmp_path: Path) -> None:
     paths = _photos(tmp_path / "data")
     Path(paths[2]).write_bytes(b"not a jpeg at all")
-    folder = dc.open_or_build(paths, side=32, workers=1)
-    dataset = dc.DecodedImageDataset(folder, list(range(len(paths))), transform=lambda x: x)
+    entries = dc.open_or_build(paths, side=32, workers=1)
+    assert entries[2] is None and all(e is not None for i, e in enumerate(entries) if i != 2)
+    dataset = dc.DecodedImageDataset(entries, list(range(len(paths))), transform=lambda x: x)
     assert dataset[2][1] == 3  # the broken one is replaced by the next readable sample
+    entries[4].write_bytes(b"damaged since")  # an entry damaged after the build: that sample is skipped too
+    assert dataset[4][1] == 5
 
 
 def test_uint8_path_matches_the_float_eval_preset(tmp_path: Path) -> None:
     paths = _photos(tmp_path / "data")
     pre = Preprocess(img_size=56, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3), interpolation="bilinear")
-    folder = dc.open_or_build(paths, side=pre.resize_size, workers=1)
-    dataset = dc.DecodedImageDataset(folder, [0] * len(paths), UInt8EvalPreset(pre))
+    dataset = dc.DecodedImageDataset(dc.open_or_build(paths, side=pre.resize_size, workers=1), [0] * len(paths),
+                                     UInt8EvalPreset(pre))
     cached = normalize_batch(torch.stack([dataset[i][0] for i in range(3)]), pre)
     reference = torch.stack([EvalPreset(pre)(Image.fromarray(dc.decode_for_cache(p, pre.resize_size)))
                              for p in paths[:3]])
@@ -101,5 +121,5 @@ def test_training_from_the_cache(tiny_data: Path, tmp_path: Path, caplog: pytest
     assert "decoded-image cache: on" in caplog.text
     assert len(run.read_metrics()["epochs"]) == 1 and run.file("best.pt").is_file()
     side = int(caplog.text.split("images once at ")[1].split(" px")[0])
-    key = dc.cache_key(resolve_data(str(tiny_data)).paths("train"), side)
-    assert (dc.cache_dir("decoded", key) / dc.META).is_file()
+    paths = resolve_data(str(tiny_data)).paths("train")
+    assert all(dc.entry_path(file_digest(p), side).is_file() for p in paths)

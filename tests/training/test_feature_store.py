@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from imgcls.training import feature_store
-from imgcls.training.feature_store import MERGE_AT, FeatureStore, file_digest
+from imgcls.cache import file_digest
+from imgcls.training.feature_store import MERGE_AT, FeatureStore
 
 
 def test_files_are_known_by_their_bytes_not_their_names(tmp_path: Path) -> None:

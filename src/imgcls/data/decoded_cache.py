@@ -2,22 +2,21 @@
 
 Large JPEGs cost far more to decode than the network spends on them at 224 px. The cache decodes each
 file once (JPEG draft mode: the decoder itself scales down by 2/4/8), resizes it so its shorter side is
-``side`` (the eval resize size, e.g. 256 for a 224 input), and stores the uint8 pixels in one
-memory-mapped file under ``$IMGCLS_CACHE/decoded/KEY``. Every epoch then only crops and flips uint8
+``side`` (the eval resize size, e.g. 256 for a 224 input) and its longer side at most 1.5x that (3:2
+photos, either orientation, are kept whole so RandomResizedCrop sees the full frame; wider panoramas lose
+their outer edges to a centre crop), and keeps the uint8 pixels. Every epoch then only crops and flips uint8
 tensors; normalisation happens on the whole batch after it reaches the device.
 
-Layout: one fixed-size slot per image, ``side x ceil(1.5 * side) x 3`` bytes, with the image's real
-height and width kept beside it. Photos up to 3:2 (either orientation) are stored whole, so
-RandomResizedCrop sees the full frame; wider panoramas lose their outer edges to a centre crop. (A
-square centre crop would be simpler but would throw away a quarter of every 4:3 photo.)
-
-The key covers every file's path, size and modification time plus ``side`` and the layout, so a
-changed, added or removed image, or another input size, builds a new entry instead of reusing a stale one.
+Layout: one ``.npy`` file (HWC uint8) per image under ``$IMGCLS_CACHE/decoded/LAYOUT-SIDE/ab/DIGEST.npy``,
+keyed by the digest of the file's bytes (as the feature cache is): adding, removing, renaming or moving
+photos between class folders, or splitting differently, decodes only the files never seen at this size,
+and a changed file gets a new entry. Each entry is written under a temporary name and renamed into place,
+so a reader sees an image whole or not at all. A file that cannot be decoded gets no entry; its sample is
+replaced by the next readable one and it is named in a warning.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -32,20 +31,19 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from imgcls.cache import cache_dir, content_key
+from imgcls.cache import cache_dir, file_digest
 from imgcls.data.images import ImageLoadError, load_image
 from imgcls.errors import DataError
 from imgcls.runtime import usable_cpus
 
 log = logging.getLogger(__name__)
 
-LAYOUT = "slot-hwc-u8-v1"
+LAYOUT = "file-hwc-u8-v2"
 MAX_ASPECT = 1.5  # 3:2 photos fit whole; wider ones are centre-cropped to this
-IMAGES, SHAPES, META = "images.u8", "shapes.npy", "meta.json"
 
 
 def slot_shape(side: int) -> tuple[int, int]:
-    """(short, long) sides of one slot."""
+    """(short, long) sides of the largest entry."""
     return side, math.ceil(side * MAX_ASPECT)
 
 
@@ -54,15 +52,13 @@ def slot_bytes(side: int) -> int:
     return short * long * 3
 
 
-def cache_key(paths: Sequence[str], side: int) -> str:
-    stats = []
-    for path in paths:
-        try:
-            stat = os.stat(path)
-            stats.append((str(path), stat.st_size, stat.st_mtime_ns))
-        except OSError:
-            stats.append((str(path), None, None))
-    return content_key("decoded", LAYOUT, side, stats)
+def store_dir(side: int) -> Path:
+    """The folder of every image decoded at ``side``."""
+    return cache_dir("decoded", f"{LAYOUT}-{side}")
+
+
+def entry_path(digest: str, side: int) -> Path:
+    return store_dir(side) / digest[:2] / f"{digest}.npy"
 
 
 def decode_for_cache(path: str, side: int) -> np.ndarray:
@@ -80,88 +76,72 @@ def decode_for_cache(path: str, side: int) -> np.ndarray:
 
 
 # building ---------------------------------------------------------------------------------------
-_worker_images: np.memmap | None = None
+def _save_entry(pixels: np.ndarray, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.stem}.{os.getpid()}.tmp")
+    try:
+        with open(partial, "wb") as handle:
+            np.save(handle, pixels, allow_pickle=False)
+        os.replace(partial, target)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
 
 
-def _open_for_writing(file: str, count: int, slot: int) -> None:
-    global _worker_images
-    _worker_images = np.memmap(file, dtype=np.uint8, mode="r+", shape=(count, slot))
-
-
-def _decode_into_slots(job: tuple[list[int], list[str], int]) -> list[tuple[int, int, int, str]]:
-    """Decode files straight into their slots (no pixels travel between processes)."""
-    indices, paths, side = job
-    assert _worker_images is not None
-    done = []
-    for index, path in zip(indices, paths):
+def _decode_entries(job: tuple[list[tuple[str, str]], int]) -> list[tuple[str, str]]:
+    """Decode (digest, path) pairs into their entries; returns (path, problem) of those that cannot be decoded.
+    Each worker writes its own files: no pixels travel between processes."""
+    pairs, side = job
+    failed = []
+    for digest, path in pairs:
         try:
             pixels = decode_for_cache(path, side)
         except ImageLoadError as exc:
-            done.append((index, 0, 0, exc.detail))
+            failed.append((path, exc.detail))
             continue
-        height, width = pixels.shape[:2]
-        _worker_images[index, : pixels.size] = pixels.reshape(-1)
-        done.append((index, height, width, ""))
-    _worker_images.flush()
-    return done
+        _save_entry(pixels, entry_path(digest, side))
+    return failed
 
 
-def build(paths: Sequence[str], side: int, folder: Path, workers: int) -> None:
-    """Write the cache into ``folder`` (a temporary one; :func:`open_or_build` renames it into place)."""
+def build(todo: dict[str, str], side: int, workers: int) -> None:
+    """Decode ``todo`` (digest -> one path with that content) into the store at ``side``."""
     from imgcls.progress import Progress
 
-    folder.mkdir(parents=True, exist_ok=True)
-    count, slot = len(paths), slot_bytes(side)
-    file = folder / IMAGES
-    np.memmap(file, dtype=np.uint8, mode="w+", shape=(max(1, count), slot)).flush()
-    shapes = np.zeros((count, 2), dtype=np.int32)
+    pairs = list(todo.items())
     chunk = 16
-    jobs = [(list(range(i, min(i + chunk, count))), list(paths[i:i + chunk]), side) for i in range(0, count, chunk)]
-    bar = Progress("decoding images into the cache", count)
-    failed = []
-    with ProcessPoolExecutor(max(1, workers), initializer=_open_for_writing,
-                             initargs=(str(file), max(1, count), slot)) as pool:
-        for done in pool.map(_decode_into_slots, jobs):
-            for index, height, width, problem in done:
-                shapes[index] = (height, width)
-                if problem:
-                    failed.append(f"{paths[index]} ({problem})")
-            bar.update(len(done))
+    jobs = [(pairs[i:i + chunk], side) for i in range(0, len(pairs), chunk)]
+    bar = Progress("decoding images into the cache", len(pairs))
+    failed: list[tuple[str, str]] = []
+    with ProcessPoolExecutor(max(1, min(workers, len(jobs)))) as pool:
+        for job, problems in zip(jobs, pool.map(_decode_entries, jobs)):
+            failed += problems
+            bar.update(len(job[0]))
     bar.close()
-    for item in failed:
-        log.warning("skipped %s: cannot be decoded", item)
-    np.save(folder / SHAPES, shapes)
-    (folder / META).write_text(json.dumps({"layout": LAYOUT, "side": side, "count": count, "paths": list(paths)},
-                                          ensure_ascii=False), encoding="utf-8")
+    for path, problem in failed:
+        log.warning("skipped %s: cannot be decoded (%s)", path, problem)
 
 
-def open_or_build(paths: Sequence[str], side: int, workers: int = 1) -> Path:
-    """The cache folder for these files at this size, built first when missing."""
-    key = cache_key(paths, side)
-    folder = cache_dir("decoded", key)
-    if (folder / META).is_file():
-        return folder
-    need = len(paths) * slot_bytes(side)
-    free = shutil.disk_usage(_existing_parent(folder)).free
-    if need > free * 0.9:
-        raise DataError(f"the decoded-image cache needs {need / 2**30:.1f} GiB but {folder.parent} has "
-                        f"{free / 2**30:.1f} GiB free; free space, point IMGCLS_CACHE elsewhere, or use --cache off")
-    partial = folder.with_name(f"{key}.partial-{os.getpid()}")
-    log.info("decoded-image cache: decoding %d images once at %d px (%.2f GiB) into %s",
-             len(paths), side, need / 2**30, folder)
-    try:
-        build(paths, side, partial, workers)
+def open_or_build(paths: Sequence[str], side: int, workers: int = 1) -> list[Path | None]:
+    """Each file's entry at this size (None: unreadable), decoding first the files that have none."""
+    digests = [file_digest(path) for path in paths]
+    entries = [None if d is None else entry_path(d, side) for d in digests]
+    todo = {d: p for d, p, e in zip(digests, paths, entries) if e is not None and not e.is_file()}
+    if todo:
+        folder = store_dir(side)
+        need = len(todo) * slot_bytes(side)
+        free = shutil.disk_usage(_existing_parent(folder / "x")).free
+        if need > free * 0.9:
+            raise DataError(f"the decoded-image cache needs {need / 2**30:.1f} GiB but {folder.parent} has "
+                            f"{free / 2**30:.1f} GiB free; free space, point IMGCLS_CACHE elsewhere, or use "
+                            f"--cache off")
+        log.info("decoded-image cache: decoding %d of %d images once at %d px (%.2f GiB at most) into %s",
+                 len(todo), len(paths), side, need / 2**30, folder)
         try:
-            partial.rename(folder)
-        except OSError:  # another process (a DDP peer) finished the same entry first
-            if not (folder / META).is_file():
-                raise
-    except OSError as exc:
-        raise DataError(f"cannot write the decoded-image cache in {folder.parent} ({exc.strerror or exc}); "
-                        f"point IMGCLS_CACHE at a writable disk with space, or use --cache off") from None
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
-    return folder
+            build(todo, side, workers)
+        except OSError as exc:
+            raise DataError(f"cannot write the decoded-image cache in {folder} ({exc.strerror or exc}); "
+                            f"point IMGCLS_CACHE at a writable disk with space, or use --cache off") from None
+    return [e if e is not None and e.is_file() else None for e in entries]
 
 
 def _existing_parent(path: Path) -> Path:
@@ -171,41 +151,33 @@ def _existing_parent(path: Path) -> Path:
 
 # reading ----------------------------------------------------------------------------------------
 class DecodedImageDataset(Dataset):
-    """(uint8 CHW tensor, label) from a cache folder; ``transform`` crops/flips uint8 tensors.
+    """(uint8 CHW tensor, label) from the entries :func:`open_or_build` returned; ``transform`` crops/flips
+    uint8 tensors. Loader workers read the entries through the page cache, shared between processes."""
 
-    The memory map opens lazily in each process, so loader workers share the page cache instead of
-    each receiving a pickled copy of the pixels.
-    """
-
-    def __init__(self, folder: Path, labels: Sequence[int], transform: Any):
-        self.folder, self.labels, self.transform = Path(folder), list(labels), transform
-        self.shapes = np.load(self.folder / SHAPES)
-        meta = json.loads((self.folder / META).read_text(encoding="utf-8"))
-        self.paths, self.side = meta["paths"], int(meta["side"])
-        if len(self.shapes) != len(self.labels):
-            raise DataError(f"the decoded-image cache {self.folder} does not match the data; delete it and retrain")
-        self._images: np.memmap | None = None
+    def __init__(self, entries: Sequence[Path | None], labels: Sequence[int], transform: Any):
+        self.entries, self.labels, self.transform = list(entries), list(labels), transform
+        if len(self.entries) != len(self.labels):
+            raise DataError("the decoded-image cache does not match the data; retrain, or use --cache off")
 
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_images": None}
-
     def pixels(self, index: int) -> torch.Tensor:
         """The cached uint8 image as a CHW tensor."""
-        if self._images is None:
-            self._images = np.memmap(self.folder / IMAGES, dtype=np.uint8, mode="r",
-                                     shape=(max(1, len(self.labels)), slot_bytes(self.side)))
-        height, width = (int(v) for v in self.shapes[index])
-        hwc = np.array(self._images[index, : height * width * 3]).reshape(height, width, 3)
-        return torch.from_numpy(hwc).permute(2, 0, 1)
+        entry = self.entries[index]
+        assert entry is not None, "an unreadable file has no entry"
+        return torch.from_numpy(np.load(entry, allow_pickle=False)).permute(2, 0, 1)
 
     def __getitem__(self, index: int):  # noqa: ANN204
         for attempt in range(len(self.labels)):
             i = (index + attempt) % len(self.labels)
-            if self.shapes[i][0] > 0:
-                return self.transform(self.pixels(i)), self.labels[i]
+            if self.entries[i] is not None:
+                try:
+                    return self.transform(self.pixels(i)), self.labels[i]
+                except (OSError, ValueError) as exc:  # removed or damaged since: that sample is skipped
+                    log.warning("decoded-image cache entry %s is unreadable (%s); skipped",
+                                self.entries[i], type(exc).__name__)
+                    self.entries[i] = None
         raise DataError("no image in this split can be decoded")
 
 

@@ -15,7 +15,6 @@ between class folders, or splitting differently, extracts only the files never s
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
@@ -25,24 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-from imgcls.cache import cache_dir
+from imgcls.cache import DIGEST_BYTES, cache_dir
 
 log = logging.getLogger(__name__)
 
-DIGEST_BYTES = 16
 MERGE_AT = 16  # shards in one space before they are merged into one
-
-
-def file_digest(path: str | os.PathLike) -> str | None:
-    """blake2b of the file's bytes (hex), or None when it cannot be read."""
-    digest = hashlib.blake2b(digest_size=DIGEST_BYTES)
-    try:
-        with open(path, "rb") as handle:
-            while block := handle.read(1 << 20):
-                digest.update(block)
-    except OSError:
-        return None
-    return digest.hexdigest()
 
 
 class FeatureStore:

@@ -32,7 +32,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.v2 import functional as TF
 
-from imgcls.cache import cache_dir, content_key
+from imgcls.cache import cache_dir, content_key, file_digest
 from imgcls.data.images import ImageLoadError, load_image
 from imgcls.data.presets import EvalPreset, Preprocess
 from imgcls.data.source import DataSource, MultiHot
@@ -40,7 +40,7 @@ from imgcls.errors import DataError
 from imgcls.models.chunked import forward_in_slices
 from imgcls.progress import Progress
 from imgcls.rundir import atomic_write_bytes
-from imgcls.training.feature_store import FeatureStore, file_digest
+from imgcls.training.feature_store import FeatureStore
 
 log = logging.getLogger(__name__)
 
