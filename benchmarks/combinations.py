@@ -71,8 +71,12 @@ def main() -> None:
                 result = subprocess.run([sys.executable, "-m", "imgcls",
                                          *arguments(case, data, vit, Path(tmp) / f"runs{index}")],
                                         capture_output=True, text=True, timeout=900)
-                last = (result.stderr.strip().splitlines() or ["(no output)"])[-1]
-                verdict = "PASS" if result.returncode == 0 else f"FAIL rc {result.returncode}: {last[:300]}"
+                lines = result.stderr.strip().splitlines() or ["(no output)"]
+                # a DDP peer's failure ends with Lightning's "[rank: 1] Child process ... terminated" line: the
+                # cause is the error line before it
+                cause = [line for line in lines if "Error" in line or "error:" in line][-3:] or lines[-1:]
+                verdict = "PASS" if result.returncode == 0 else f"FAIL rc {result.returncode}: " + " | ".join(
+                    line.strip()[:300] for line in cause)
             except subprocess.TimeoutExpired:
                 verdict = "FAIL: still running after 900 s"
             failures += verdict != "PASS"
