@@ -22,18 +22,6 @@ def cache_dir(*parts: str) -> Path:
 DIGEST_BYTES = 16
 
 
-def file_digest(path: str | os.PathLike) -> str | None:
-    """blake2b of the file's bytes (hex), or None when it cannot be read: the key of a file's cache entries."""
-    digest = hashlib.blake2b(digest_size=DIGEST_BYTES)
-    try:
-        with open(path, "rb") as handle:
-            while block := handle.read(1 << 20):
-                digest.update(block)
-    except OSError:
-        return None
-    return digest.hexdigest()
-
-
 def content_key(*parts: Any) -> str:
     """A short stable hash of JSON-serialisable parts (dict key order does not matter)."""
     blob = json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str).encode("utf-8")

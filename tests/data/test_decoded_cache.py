@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from imgcls.cache import file_digest
 from imgcls.data import decoded_cache as dc
+from imgcls.data.filecheck import file_digests
 from imgcls.data.presets import EvalPreset, Preprocess, UInt8EvalPreset, normalize_batch
 from imgcls.data.source import resolve_data
 
@@ -122,4 +122,4 @@ def test_training_from_the_cache(tiny_data: Path, tmp_path: Path, caplog: pytest
     assert len(run.read_metrics()["epochs"]) == 1 and run.file("best.pt").is_file()
     side = int(caplog.text.split("images once at ")[1].split(" px")[0])
     paths = resolve_data(str(tiny_data)).paths("train")
-    assert all(dc.entry_path(file_digest(p), side).is_file() for p in paths)
+    assert all(dc.entry_path(digest, side).is_file() for digest in file_digests(paths))

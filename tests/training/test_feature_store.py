@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from imgcls.training import feature_store
-from imgcls.cache import file_digest
+from imgcls.data.filecheck import file_digests
 from imgcls.training.feature_store import MERGE_AT, FeatureStore
 
 
@@ -18,8 +19,20 @@ def test_files_are_known_by_their_bytes_not_their_names(tmp_path: Path) -> None:
     (tmp_path / "a.jpg").write_bytes(b"same bytes")
     (tmp_path / "b.jpg").write_bytes(b"same bytes")
     (tmp_path / "c.jpg").write_bytes(b"other bytes")
-    assert file_digest(tmp_path / "a.jpg") == file_digest(tmp_path / "b.jpg") != file_digest(tmp_path / "c.jpg")
-    assert file_digest(tmp_path / "missing.jpg") is None
+    a, b, c, missing = file_digests([str(tmp_path / name) for name in ("a.jpg", "b.jpg", "c.jpg", "missing.jpg")])
+    assert a == b != c and missing is None
+
+
+def test_an_unchanged_file_is_not_read_again_for_its_digest(tmp_path: Path) -> None:
+    path = tmp_path / "a.jpg"
+    path.write_bytes(b"first bytes")
+    stat = path.stat()
+    (first,) = file_digests([str(path)])
+    path.write_bytes(b"other bytes")  # same size; the modification time put back: taken as unchanged
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert file_digests([str(path)]) == [first]
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # touched: read again
+    assert file_digests([str(path)]) != [first]
 
 
 def test_many_shards_are_merged_into_one_and_every_entry_stays_readable(

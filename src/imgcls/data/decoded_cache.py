@@ -31,7 +31,8 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from imgcls.cache import cache_dir, file_digest
+from imgcls.cache import cache_dir
+from imgcls.data.filecheck import file_digests
 from imgcls.data.images import ImageLoadError, load_image
 from imgcls.errors import DataError
 from imgcls.runtime import usable_cpus
@@ -123,7 +124,7 @@ def build(todo: dict[str, str], side: int, workers: int) -> None:
 
 def open_or_build(paths: Sequence[str], side: int, workers: int = 1) -> list[Path | None]:
     """Each file's entry at this size (None: unreadable), decoding first the files that have none."""
-    digests = [file_digest(path) for path in paths]
+    digests = file_digests(paths)
     entries = [None if d is None else entry_path(d, side) for d in digests]
     todo = {d: p for d, p, e in zip(digests, paths, entries) if e is not None and not e.is_file()}
     if todo:

@@ -21,7 +21,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from imgcls.cache import cache_dir, content_key
+from imgcls.cache import DIGEST_BYTES, cache_dir, content_key
 from imgcls.data.images import ImageLoadError, decode_image, open_image
 from imgcls.runtime import usable_cpus
 
@@ -77,7 +77,7 @@ def inspect_file(path: str, decode: bool = True) -> FileRecord:
     except OSError as exc:
         record.kind, record.detail = "missing", f"cannot read the file ({exc.strerror})"
         return record
-    record.sha = hashlib.blake2b(data, digest_size=16).hexdigest()
+    record.sha = hashlib.blake2b(data, digest_size=DIGEST_BYTES).hexdigest()
     try:
         with open_image(data, name=path) as image:
             record.format, record.mode = image.format, image.mode
@@ -205,6 +205,13 @@ def inspect_files(paths: Sequence[str], decode: bool = True, workers: int | None
         _memory.update((r.path, r) for r in computed)
         _write_shards(computed)
     return [records[p] for p in paths]
+
+
+def file_digests(paths: Sequence[str]) -> list[str | None]:
+    """blake2b of each file's bytes (None: unreadable), the key of its cached features and decoded pixels.
+    Taken from the file checks' records while a file keeps its size and modification time (as make, rsync
+    and git's index recognise unchanged files), so a run over unchanged photos reads none of them again."""
+    return [record.sha for record in inspect_files(paths, decode=False)]
 
 
 def _collect(results, records: dict[str, FileRecord], done: int, total: int,  # noqa: ANN001

@@ -32,7 +32,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.v2 import functional as TF
 
-from imgcls.cache import cache_dir, content_key, file_digest
+from imgcls.cache import cache_dir, content_key
+from imgcls.data.filecheck import file_digests
 from imgcls.data.images import ImageLoadError, load_image
 from imgcls.data.presets import EvalPreset, Preprocess
 from imgcls.data.source import DataSource, MultiHot
@@ -172,7 +173,7 @@ def file_features(model: nn.Module, paths: list[str], preprocess: Preprocess, ar
     cache; files never seen in this feature space (by content) are extracted and cached, in chunks.
     ``weights``: :func:`backbone_hash` of ``model`` when the caller already knows it."""
     store = FeatureStore(space_key(arch, weights or backbone_hash(model), preprocess, view))
-    digests = [file_digest(p) for p in paths]
+    digests = file_digests(paths)
     found = store.get({d for d in digests if d})
     todo: dict[str, str] = {}  # digest -> one path with that content
     for path, digest in zip(paths, digests):
