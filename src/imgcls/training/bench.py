@@ -72,7 +72,8 @@ def measure_model(config: TrainConfig, created: Any, steps: int, num_classes: in
     """Training steps on random tensors: what the model could take if data were free."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = created.model.to(device)
-    first = plan_stages(config.strategy, max(config.epochs, 2), config.lr or 1e-3, 1.0, 0)[0]
+    first = plan_stages(config.strategy, max(config.epochs, 2), config.lr or 1e-3, 1.0, 0,
+                        trainable_blocks=config.blocks_to_train)[0]
     frozen = apply_stage(model, first)["frozen"]
     model.train()
     if frozen:  # as in training: a frozen backbone stays in eval mode

@@ -31,7 +31,7 @@ from imgcls.models.module import ClassifierModule
 from imgcls.models.multilabel import MultiLabelModule
 from imgcls.rundir import RunDir, atomic_write_bytes, write_json
 from imgcls.training.setup import lightning_notices_hidden, make_datamodule, make_recipe, prepare, use_feature_cache
-from imgcls.training.strategies import default_lr, freeze_backbone, freeze_early_blocks, unfreeze
+from imgcls.training.strategies import apply_stage, default_lr, plan_stages, unfreeze
 
 log = logging.getLogger(__name__)
 
@@ -84,12 +84,12 @@ def _finder_parts(config: TrainConfig, source: DataSource, created: CreatedModel
     """The module and training loader as ``fit`` builds them (same recipe, preprocessing and augmentation;
     a frozen backbone's cached embeddings, so the range test does not run the backbone at every step)."""
     strategy = _search_strategy(config.strategy or "scratch")
-    frozen = strategy == "feature-extraction"
-    (freeze_backbone if frozen else unfreeze)(created.model)
-    if not frozen and strategy == "finetune" and config.blocks_to_train is not None:
-        freeze_early_blocks(created.model, config.blocks_to_train)  # the layers fit will train, no others
+    lr = default_lr(strategy, config.optimizer)
+    # the parameters fit's first stage trains, no others (a frozen backbone, or fine-tuning's last blocks)
+    frozen = apply_stage(created.model, plan_stages(strategy, 2, lr, 1.0, 0,
+                                                    trainable_blocks=config.blocks_to_train)[0])["frozen"]
     on_features = frozen and use_feature_cache(config, created, source)
-    placeholder = update_config(config, lr=default_lr(strategy, config.optimizer), scheduler="none")
+    placeholder = update_config(config, lr=lr, scheduler="none")
     meta = checkpoint_meta(created.spec, source.classes, created.preprocess, strategy=config.strategy)
     recipe = make_recipe(placeholder, source, frozen=frozen, inputs="features" if on_features else "images")
     finder_class = _MultiLabelFinderModule if source.task == "multilabel" else _FinderModule
