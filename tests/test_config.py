@@ -75,3 +75,12 @@ def test_a_tampered_run_config_is_a_config_error(tmp_path):
 def _write(path, text):  # noqa: ANN001, ANN202
     path.write_text(text)
     return path
+
+
+@pytest.mark.parametrize(("value", "message"), [("0", "at least 1"), ("abc", "a number of blocks"),
+                                                 (0, "at least 1")])
+def test_trainable_blocks_takes_a_count_or_all(value, message):
+    with pytest.raises(ConfigError, match=f"--trainable-blocks: must be {message}"):
+        load_train_config(None, trainable_blocks=value)
+    assert load_train_config(None, trainable_blocks="4").blocks_to_train == 4
+    assert load_train_config(None, trainable_blocks="all").blocks_to_train is None

@@ -137,10 +137,15 @@ class TrainConfig(BaseModel):
             raise ValueError("must be a duration such as 90s, 5m or 1h")
         return float(seconds)
 
-    @field_validator("trainable_blocks")
+    @field_validator("trainable_blocks", mode="before")
     @classmethod
     def _some_blocks(cls, value: Any) -> Any:
-        if isinstance(value, int) and value < 1:
+        if isinstance(value, str) and value != "all":
+            try:
+                value = int(value)
+            except ValueError:
+                raise ValueError("must be a number of blocks (1 or more) or all") from None
+        if isinstance(value, int) and not isinstance(value, bool) and value < 1:
             raise ValueError("must be at least 1 (the head), or all")
         return value
 

@@ -13,6 +13,7 @@ from imgcls.data import decoded_cache as dc
 from imgcls.data.filecheck import file_digests
 from imgcls.data.presets import EvalPreset, Preprocess, UInt8EvalPreset, normalize_batch
 from imgcls.data.source import resolve_data
+from imgcls.errors import DataError
 
 SIZES = [(300, 200), (200, 300), (600, 200), (120, 90)]  # landscape, portrait, panorama, small
 
@@ -123,3 +124,15 @@ def test_training_from_the_cache(tiny_data: Path, tmp_path: Path, caplog: pytest
     side = int(caplog.text.split("images once at ")[1].split(" px")[0])
     paths = resolve_data(str(tiny_data)).paths("train")
     assert all(dc.entry_path(digest, side).is_file() for digest in file_digests(paths))
+
+
+def test_an_unwritable_cache_folder_turns_auto_off_and_on_into_a_clear_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    paths = _photos(tmp_path / "data")
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the cache folder would be")
+    monkeypatch.setenv("IMGCLS_CACHE", str(blocked / "cache"))
+    use, reason = dc.should_cache("auto", paths, 32, typical_side=1944, epochs=10)
+    assert not use and "cannot be written" in reason
+    with pytest.raises(DataError, match="cannot write the decoded-image cache.*--cache off"):
+        dc.open_or_build(paths, side=32, workers=1)

@@ -130,24 +130,20 @@ def open_or_build(paths: Sequence[str], side: int, workers: int = 1) -> list[Pat
     if todo:
         folder = store_dir(side)
         need = len(todo) * slot_bytes(side)
-        free = shutil.disk_usage(_existing_parent(folder / "x")).free
-        if need > free * 0.9:
-            raise DataError(f"the decoded-image cache needs {need / 2**30:.1f} GiB but {folder.parent} has "
-                            f"{free / 2**30:.1f} GiB free; free space, point IMGCLS_CACHE elsewhere, or use "
-                            f"--cache off")
-        log.info("decoded-image cache: decoding %d of %d images once at %d px (%.2f GiB at most) into %s",
-                 len(todo), len(paths), side, need / 2**30, folder)
         try:
+            folder.mkdir(parents=True, exist_ok=True)
+            free = shutil.disk_usage(folder).free
+            if need > free * 0.9:
+                raise DataError(f"the decoded-image cache needs {need / 2**30:.1f} GiB but {folder} has "
+                                f"{free / 2**30:.1f} GiB free; free space, point IMGCLS_CACHE elsewhere, or use "
+                                f"--cache off")
+            log.info("decoded-image cache: decoding %d of %d images once at %d px (%.2f GiB at most) into %s",
+                     len(todo), len(paths), side, need / 2**30, folder)
             build(todo, side, workers)
         except OSError as exc:
             raise DataError(f"cannot write the decoded-image cache in {folder} ({exc.strerror or exc}); "
                             f"point IMGCLS_CACHE at a writable disk with space, or use --cache off") from None
     return [e if e is not None and e.is_file() else None for e in entries]
-
-
-def _existing_parent(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path.parent
 
 
 # reading ----------------------------------------------------------------------------------------
@@ -202,7 +198,12 @@ def should_cache(mode: str, paths: Sequence[str] | None, side: int, typical_side
         return False, f"images are small (typical shorter side {typical_side} px vs {side} px input)"
     folder = cache_dir("decoded")
     need = len(paths) * slot_bytes(side)
-    if need > shutil.disk_usage(_existing_parent(folder / "x")).free * 0.5:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        free = shutil.disk_usage(folder).free
+    except OSError as exc:
+        return False, f"{folder} cannot be written ({exc.strerror or exc}); IMGCLS_CACHE chooses another folder"
+    if need > free * 0.5:
         return False, f"it would need {need / 2**30:.1f} GiB, over half the free disk at {folder}"
     return True, f"large images (typical shorter side {typical_side} px) decode once instead of every epoch"
 
