@@ -89,18 +89,29 @@ class Explanation:
         return buffer.getvalue()
 
 
+def _gradient_starts_here(_: nn.Module, __: Any, output: torch.Tensor) -> torch.Tensor:
+    """The target layer's output as where the graph begins: Grad-CAM needs the gradient of the class score
+    with respect to this activation only, so the layers before it record no graph and run no backward pass
+    (most of the network: the backward pass to the input cost twice the forward). ``* 1``: a result of an
+    operation, not a leaf, so a layer after it may still work in place."""
+    return output.detach().requires_grad_(True) * 1
+
+
 class Explainer:
     """Grad-CAM for one PyTorch network and its preprocessing."""
 
     def __init__(self, model: nn.Module, classes: Sequence[str], preprocess: Preprocess):
         from pytorch_grad_cam import GradCAM
 
-        self.model = model.float().eval().to(memory_format=torch.contiguous_format)
+        # channels_last: on a CPU the convolutions run about 1.5x as fast as in the default layout
+        self.model = model.float().eval().to(memory_format=torch.channels_last)
         for parameter in self.model.parameters():  # Grad-CAM needs gradients of the activations only
             parameter.requires_grad_(False)
         self.classes, self.preprocess = list(classes), preprocess
         self.transform = EvalPreset(preprocess)
         self.layer = find_target_layer(self.model, preprocess.img_size)
+        # Registered before Grad-CAM's own hooks, which then see (and keep the gradient of) this output.
+        self.layer.module.register_forward_hook(_gradient_starts_here)
         self.cam = GradCAM(self.model, [self.layer.module], reshape_transform=self.layer.reshape)
 
     @classmethod
@@ -132,11 +143,12 @@ class Explainer:
         results = []
         for start in range(0, len(images), batch_size):
             batch = torch.stack([self.transform(image) for image in images[start:start + batch_size]])
-            with torch.no_grad():
-                probs = torch.softmax(self.model(batch).float(), dim=1)
+            batch = batch.contiguous(memory_format=torch.channels_last)
+            # One forward pass gives both the prediction and the heat map (targets None: the predicted class).
+            targets = None if target is None else [ClassifierOutputTarget(self.classes.index(target))] * len(batch)
+            heat = self.cam(input_tensor=batch, targets=targets)
+            probs = torch.softmax(self.cam.outputs.detach().float(), dim=1)
             chosen = probs.argmax(dim=1).tolist() if target is None else [self.classes.index(target)] * len(batch)
-            # Frozen parameters: the gradients Grad-CAM reads flow from an input that asks for them.
-            heat = self.cam(input_tensor=batch.requires_grad_(True), targets=[ClassifierOutputTarget(c) for c in chosen])
             for offset, (tensor, cam, label) in enumerate(zip(batch, heat, chosen)):
                 overlay = show_cam_on_image(self._crop(tensor).astype(np.float32), cam, use_rgb=True,
                                             image_weight=0.55)
