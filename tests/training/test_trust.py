@@ -97,3 +97,38 @@ def test_evaluate_ood_reports_auroc_rejected_and_accepted_known(tiny_run: Path, 
     assert {"ece", "ece_before", "temperature", "fitted_on", "bins_before"} <= set(record["calibration"])
     page = (tmp_path / "report.html").read_text()
     assert "Unknown answers" in page and "before calibration" in page
+
+
+def test_calibration_from_the_best_epochs_validation_matches_a_second_pass_over_val(
+        tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Training keeps what validation computed for best.pt's epoch: the temperature, class means and "unknown"
+    threshold fitted from it are those a separate pass of best.pt over val gives, and val is not run again."""
+    from imgcls.training import trust
+    from imgcls.training.fit import train
+
+    passes: list[str] = []
+    embeddings = trust._embeddings
+
+    def counted(model, source, split, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        passes.append(split)
+        return embeddings(model, source, split, *args, **kwargs)
+
+    monkeypatch.setattr(trust, "_embeddings", counted)
+    config = load_train_config(data=str(tiny_data), model="small_cnn", epochs=3, batch_size=16, lr=3e-3,
+                               workers=0, out=str(tmp_path), name="kept")
+    run = train(config).path
+    assert passes == ["train"]  # the class means need the training images; val came from validation
+    fitted = load_checkpoint(run / "best.pt").info
+
+    raw = torch.load(run / "best.pt", map_location="cpu", weights_only=True)
+    del raw["imgcls"]["calibration"], raw["imgcls"]["ood"]
+    buffer = io.BytesIO()
+    torch.save(raw, buffer)
+    (run / "best.pt").write_bytes(buffer.getvalue())
+    fit_trust(RunDir(run), config, resolve_data(str(tiny_data)))
+    again = load_checkpoint(run / "best.pt").info
+    assert passes == ["train", "val", "train"]
+    assert again["calibration"]["temperature"] == pytest.approx(fitted["calibration"]["temperature"], rel=1e-4)
+    assert again["ood"]["threshold"] == pytest.approx(fitted["ood"]["threshold"], rel=1e-4, abs=1e-6)
+    assert torch.allclose(torch.as_tensor(again["ood"]["class_means"]), torch.as_tensor(fitted["ood"]["class_means"]),
+                          atol=1e-5)

@@ -208,17 +208,19 @@ def should_cache(mode: str, paths: Sequence[str] | None, side: int, typical_side
     return True, f"large images (typical shorter side {typical_side} px) decode once instead of every epoch"
 
 
+def cached_dataset(source: Any, pre: Any, split: str, transform: Any) -> Dataset:
+    """``split`` of ``source`` (a DataSource of image files) read from the cache through ``transform``."""
+    return DecodedImageDataset(open_or_build(source.paths(split), pre.resize_size, usable_cpus()),
+                               source.labels(split), transform)
+
+
 def cached_datasets(source: Any, pre: Any, augment: str, hflip: bool) -> tuple[Dataset, dict[str, Dataset]]:
-    """Train and eval datasets of ``source`` (a DataSource of image files) read from the cache."""
+    """Train and eval datasets of ``source`` read from the cache."""
     from imgcls.data.presets import UInt8EvalPreset, UInt8TrainPreset
 
-    def dataset(split: str, transform: Any) -> Dataset:
-        paths = source.paths(split)
-        return DecodedImageDataset(open_or_build(paths, pre.resize_size, usable_cpus()), source.labels(split),
-                                   transform)
-
-    evals = {split: dataset(split, UInt8EvalPreset(pre)) for split in ("val", "test") if split in source.splits}
-    return dataset("train", UInt8TrainPreset(pre, augment, hflip)), evals
+    evals = {split: cached_dataset(source, pre, split, UInt8EvalPreset(pre)) for split in ("val", "test")
+             if split in source.splits}
+    return cached_dataset(source, pre, "train", UInt8TrainPreset(pre, augment, hflip)), evals
 
 
 def use_decoded_cache(config: Any, source: Any, pre: Any) -> bool:

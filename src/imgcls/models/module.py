@@ -56,6 +56,9 @@ class ClassifierModule(pl.LightningModule):
                                label_smoothing=self.recipe.label_smoothing, num_classes=num_classes)
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+        # set by training (training/callbacks.py ValOutputs): validation_step returns each batch's embeddings,
+        # logits and labels, so the best epoch's need not be computed again after training
+        self.keep_val_outputs = False
 
     @property
     def on_features(self) -> bool:
@@ -89,13 +92,23 @@ class ClassifierModule(pl.LightningModule):
         self.log("train_acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
         return loss
 
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+    def _embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_head(self.model.forward_features(x), pre_logits=True)
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor] | None:
         x, y = self._channels_last(batch[0]), batch[1]
-        logits = forward_in_slices(self, x, x.device.type == "cpu" and not self.on_features)
+        on_cpu = x.device.type == "cpu" and not self.on_features
+        features = None
+        if self.keep_val_outputs:  # the same logits, through the pooled embeddings (timm's interface)
+            features = forward_in_slices(self._embed, x, on_cpu)
+            logits = self.model.get_classifier()(features)
+        else:
+            logits = forward_in_slices(self, x, on_cpu)
         loss = F.cross_entropy(logits.float(), y)
         self.val_acc(logits, y)
         self.log("val_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y), sync_dist=True)
         self.log("val_acc", self.val_acc, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
+        return None if features is None else {"features": features, "logits": logits, "labels": y}
 
     def on_train_epoch_start(self) -> None:
         if self.recipe.frozen:

@@ -6,6 +6,7 @@ import io
 import logging
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,51 @@ def run_checkpoints(run: RunDir, monitor: str = "val_acc") -> list[ModelCheckpoi
     for checkpoint in (best, last):
         checkpoint.FILE_EXTENSION = ".pt"
     return [best, last]
+
+
+@dataclass
+class EpochOutputs:
+    """One validation pass: the val split's embeddings, logits and labels, in its order."""
+
+    accuracy: float
+    features: torch.Tensor
+    logits: torch.Tensor
+    labels: torch.Tensor
+
+
+class ValOutputs(Callback):
+    """Keeps what validation computed (embeddings, logits) for the epochs that reach the highest val accuracy
+    so far, by run epoch: after training, best.pt's epoch is among them, and calibrating it and fitting its
+    "unknown" threshold need no second pass of the network over val. Only for modules that keep them
+    (``keep_val_outputs``): one process (each rank validates a shard), no EMA (whose weights validate apart)."""
+
+    def __init__(self) -> None:
+        self.kept: dict[int, EpochOutputs] = {}
+        self._batches: list[dict[str, torch.Tensor]] = []
+
+    def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._batches = []
+
+    def on_validation_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any,
+                                batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        if isinstance(outputs, dict) and "features" in outputs:
+            self._batches.append({k: v.detach().float().cpu() if k != "labels" else v.detach().cpu()
+                                  for k, v in outputs.items()})
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        batches, self._batches = self._batches, []
+        if not batches or "val_acc" not in trainer.callback_metrics:
+            return
+        accuracy = float(trainer.callback_metrics["val_acc"])
+        if any(kept.accuracy > accuracy for kept in self.kept.values()):
+            return
+        epoch = pl_module.recipe.epoch_offset + trainer.current_epoch + 1  # as best.pt records it
+        self.kept = {e: kept for e, kept in self.kept.items() if kept.accuracy >= accuracy}
+        self.kept[epoch] = EpochOutputs(accuracy, *(torch.cat([b[k] for b in batches])
+                                                    for k in ("features", "logits", "labels")))
+
+    def of_epoch(self, epoch: int | None) -> EpochOutputs | None:
+        return self.kept.get(epoch) if epoch is not None else None
 
 
 def _current_lr(trainer: pl.Trainer) -> float | None:

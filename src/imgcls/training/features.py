@@ -35,7 +35,7 @@ from torchvision.transforms.v2 import functional as TF
 from imgcls.cache import cache_dir, content_key
 from imgcls.data.filecheck import file_digests
 from imgcls.data.images import ImageLoadError, load_image
-from imgcls.data.presets import EvalPreset, Preprocess
+from imgcls.data.presets import EvalPreset, Preprocess, normalize_batch
 from imgcls.data.source import DataSource, MultiHot
 from imgcls.errors import DataError
 from imgcls.models.chunked import forward_in_slices
@@ -121,8 +121,9 @@ def _device() -> torch.device:
 
 @torch.inference_mode()
 def extract(model: nn.Module, dataset: Any, batch_size: int, workers: int, desc: str,
-            collate_fn: Callable | None = None) -> FeatureSet:
-    """Embeddings of every item of ``dataset`` (eval mode, channels_last, batched), with progress."""
+            collate_fn: Callable | None = None, preprocess: Preprocess | None = None) -> FeatureSet:
+    """Embeddings of every item of ``dataset`` (eval mode, channels_last, batched), with progress.
+    ``preprocess`` normalises uint8 batches (the decoded-image cache's) on the device."""
     device = _device()
     model.eval().to(device)
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, pin_memory=device.type == "cuda",
@@ -131,7 +132,10 @@ def extract(model: nn.Module, dataset: Any, batch_size: int, workers: int, desc:
     with Progress(desc, len(dataset)) as bar:
         for images, targets in loader:
             if len(targets):
-                images = images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+                images = images.to(device, non_blocking=True)
+                if images.dtype == torch.uint8 and preprocess is not None:
+                    images = normalize_batch(images, preprocess)
+                images = images.contiguous(memory_format=torch.channels_last)
                 features.append(forward_in_slices(partial(embed, model), images, device.type == "cpu").float().cpu())
                 labels.append(torch.as_tensor(targets))
             bar.update(min(batch_size, len(dataset) - bar.done))

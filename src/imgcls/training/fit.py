@@ -35,10 +35,11 @@ from imgcls.models.task import is_multilabel
 from imgcls.rundir import RunDir
 from imgcls.training import auto
 from imgcls.training.callbacks import (AtomicCheckpointIO, EpochLog, EpochProgressBar, RunHistory, SaveOnInterrupt,
-                                      run_checkpoints)
+                                      ValOutputs, run_checkpoints)
 from imgcls.training.decide import wants_auto
 from imgcls.training.distributed import ProcessCount, create_run_dir, finish_launch, is_rank_zero, trainer_strategy
 from imgcls.training.ema import ema_callbacks
+from imgcls.training.features import supports_cached_features
 from imgcls.training.label_issues import training_suspects
 from imgcls.training.lr_find import resolve_auto_lr
 from imgcls.training.preemption import SaveOnPreemption, cluster_plugins, resume_position
@@ -100,6 +101,7 @@ def fit(config: TrainConfig, source: DataSource, created: CreatedModel, run: Run
                            + (f", layer decay {s.layer_decay:g}" if s.layer_decay < 1 else "") for s in stages))
     log.info("run: %s", run.path)
     history = RunHistory(run, monitor=selection_metric(config.task))
+    val_outputs = ValOutputs()
     first, history.epoch_offset = resume_point(resume_from) if resume_from else (0, 0)
     best_state: dict[str, Any] | None = None
     val_features: dict[int, torch.Tensor] = {}  # stage index -> val embeddings, for stages trained on the cache
@@ -107,8 +109,8 @@ def fit(config: TrainConfig, source: DataSource, created: CreatedModel, run: Run
     for stage in stages[first:]:
         total = history.epoch_offset + sum(s.epochs for s in stages[stage.index:])  # for "epoch k of N"
         trainer, best, stage_val_features = fit_stage(config, source, created, run, stage, history, best_state,
-                                                      resume_from if stage.index == first else None, callbacks or [],
-                                                      total)
+                                                      resume_from if stage.index == first else None,
+                                                      [val_outputs, *(callbacks or [])], total)
         if stage_val_features is not None:
             val_features[stage.index] = stage_val_features
             if (report and suspects is None and trainer.is_global_zero and source.files
@@ -131,7 +133,9 @@ def fit(config: TrainConfig, source: DataSource, created: CreatedModel, run: Run
         else:
             from imgcls.training.trust import fit_trust
 
-            trust = fit_trust(run, config, source)  # temperature and "unknown" threshold, into best.pt
+            # temperature and "unknown" threshold, into best.pt
+            trust = fit_trust(run, config, source, decoded=getattr(trainer.datamodule, "decoded_cache", False),
+                              validated=val_outputs)
             if trust is not None:
                 probabilities = trust.val_probs
             report_suspects(suspects, config, run)
@@ -200,6 +204,9 @@ def fit_stage(config: TrainConfig, source: DataSource, created: CreatedModel, ru
     recipe = make_recipe(config, source, **settings, inputs="features" if on_features else "images",
                          epoch_offset=history.epoch_offset)
     module = module_class(source.task)(model, meta, recipe)
+    # what validation computes is kept for calibration afterwards, where it is the whole val split's
+    module.keep_val_outputs = (not on_features and source.task == "single" and not config.ema
+                               and config.devices * config.num_nodes == 1 and supports_cached_features(model))
     datamodule, val_features = make_datamodule(config, source, created, on_features)
     if resume_from is not None and config.devices * config.num_nodes == 1:
         # Mid-epoch: the epoch's order again, without the batches already done. (Across processes Lightning's

@@ -20,13 +20,14 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from imgcls.config import TrainConfig
-from imgcls.data.presets import EvalPreset, Preprocess
+from imgcls.data.presets import EvalPreset, Preprocess, UInt8EvalPreset
 from imgcls.data.source import DataSource
 from imgcls.evaluation.calibration import TemperatureFit, calibrate
 from imgcls.models.checkpoint import load_checkpoint, update_checkpoint_meta
 from imgcls.models.ood import CLASS_MEAN, ENERGY, class_mean_distance, class_means, energy, ood_record
 from imgcls.models.temperature import cross_fit_repeats
 from imgcls.rundir import RunDir
+from imgcls.training.callbacks import ValOutputs
 from imgcls.training.features import (FeatureSet, cached_features, extract, head_matches_model,
                                       supports_cached_features)
 
@@ -47,13 +48,29 @@ def _spread(count: int, limit: int) -> list[int]:
     return list(range(count)) if count <= limit else sorted({int(i) for i in np.linspace(0, count - 1, limit)})
 
 
-def _train_embeddings(model: nn.Module, source: DataSource, preprocess: Preprocess, arch: dict,
-                      workers: int) -> FeatureSet:
-    count = len(source.labels("train"))
-    if count <= TRAIN_SAMPLE:  # a frozen backbone finds them in the feature cache
-        return cached_features(model, source, "train", preprocess, arch, workers=workers)
-    dataset = source.dataset("train", EvalPreset(preprocess), draft_size=preprocess.resize_size)
-    return extract(model, Subset(dataset, _spread(count, TRAIN_SAMPLE)), 64, workers, desc="features train (sample)")
+def backbone_trained(info: dict) -> bool:
+    """Whether the checkpoint's backbone trained (its embeddings are in no feature cache yet)."""
+    strategy = info.get("strategy")
+    return strategy in ("scratch", "finetune") or (strategy == "staged" and int(info.get("stage", 0)) >= 1)
+
+
+def _embeddings(model: nn.Module, source: DataSource, split: str, preprocess: Preprocess, arch: dict,
+                workers: int, decoded: bool, limit: int | None = None) -> FeatureSet:
+    """Embeddings of ``split`` (of ``limit`` images spread over it, when it has more). ``decoded``: the network
+    trained from the decoded-image cache; its eval pixels are read from there (what the run's validation saw)
+    instead of decoding each JPEG again -- about a third of this pass on full-size photos."""
+    count = len(source.labels(split))
+    if decoded:
+        from imgcls.data.decoded_cache import cached_dataset
+
+        dataset = cached_dataset(source, preprocess, split, UInt8EvalPreset(preprocess))
+    elif limit is None or count <= limit:  # a frozen backbone finds them in the feature cache
+        return cached_features(model, source, split, preprocess, arch, workers=workers)
+    else:
+        dataset = source.dataset(split, EvalPreset(preprocess), draft_size=preprocess.resize_size)
+    sample = limit is not None and count > limit
+    return extract(model, Subset(dataset, _spread(count, limit)) if sample else dataset, 64, workers,
+                   desc=f"features {split}" + (" (sample)" if sample else ""), preprocess=preprocess)
 
 
 @torch.inference_mode()
@@ -66,9 +83,12 @@ def _val_logits(model: nn.Module, source: DataSource, preprocess: Preprocess, wo
     return FeatureSet(torch.cat(logits), torch.cat(labels).long())
 
 
-def fit_trust(run: RunDir, config: TrainConfig, source: DataSource) -> Trust | None:
+def fit_trust(run: RunDir, config: TrainConfig, source: DataSource, decoded: bool = False,
+              validated: ValOutputs | None = None) -> Trust | None:
     """Fit calibration (unless ``config.calibrate`` is off) and the OOD threshold of ``run``'s best.pt,
-    record both in it, and return them with the calibrated val probabilities (None without a val split)."""
+    record both in it, and return them with the calibrated val probabilities (None without a val split).
+    ``decoded``: the run trained from the decoded-image cache (its pixels are read from there); ``validated``:
+    what training's validation computed, best.pt's epoch among it (its val embeddings are not computed again)."""
     if "val" not in source.splits or not source.labels("val"):
         return None
     best = load_checkpoint(run.best_checkpoint)
@@ -77,11 +97,16 @@ def fit_trust(run: RunDir, config: TrainConfig, source: DataSource) -> Trust | N
     probe = source.dataset("val", EvalPreset(preprocess), draft_size=preprocess.resize_size)
     means = None
     if supports_cached_features(model) and head_matches_model(model, probe):
-        val = cached_features(model, source, "val", preprocess, arch, workers=workers)
-        train = _train_embeddings(model, source, preprocess, arch, workers)
+        decoded = decoded and backbone_trained(best.info)
+        kept = validated.of_epoch(best.info.get("epoch")) if validated is not None else None
+        if kept is not None and len(kept.labels) == len(source.labels("val")):
+            val, logits = FeatureSet(kept.features, kept.labels), kept.logits.float()
+        else:
+            val = _embeddings(model, source, "val", preprocess, arch, workers, decoded)
+            with torch.inference_mode():
+                logits = model.get_classifier()(val.features).float()
+        train = _embeddings(model, source, "train", preprocess, arch, workers, decoded, limit=TRAIN_SAMPLE)
         means = class_means(train.features, train.labels, len(best.classes))
-        with torch.inference_mode():
-            logits = model.get_classifier()(val.features).float()
     else:
         val = _val_logits(model, source, preprocess, workers)
         logits = val.features
