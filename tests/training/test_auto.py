@@ -164,3 +164,19 @@ def test_time_budget_reads_durations() -> None:
     assert load_train_config(time_budget=45).time_budget == 45
     with pytest.raises(ConfigError, match="--time-budget"):
         load_train_config(time_budget="soon")
+
+
+def test_a_class_with_one_training_image_is_held_out_in_one_fold_without_a_library_warning() -> None:
+    import warnings
+
+    import numpy as np
+
+    from imgcls.training.auto import _folds
+
+    labels = np.array([0] * 8 + [1] * 8 + [2])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        folds = _folds(labels, seed=0)
+    assert len(folds) == 2
+    held_out = np.concatenate([test for _, test in folds])
+    assert sorted(held_out.tolist()) == list(range(len(labels)))  # every image scored once, the lone one too

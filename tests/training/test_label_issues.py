@@ -58,3 +58,12 @@ def test_doctor_labels_finds_photos_moved_into_the_wrong_class(ants_bees: Path, 
     hits = sum(p["path"] in wrong for p in suspects[:9])
     assert hits >= 5, suspects[:9]
     assert "looks like" in suspects[0]["detail"]
+
+
+def test_a_class_with_one_image_is_named_when_suspect_labels_cannot_be_looked_for() -> None:
+    from imgcls.errors import DataError
+
+    labels = np.array([0] * 6 + [1] * 6 + [2])
+    features = np.random.default_rng(0).normal(size=(len(labels), 8))
+    with pytest.raises(DataError, match="class '희귀' has 1"):
+        suspect_labels(features, labels, [f"{i}.png" for i in range(len(labels))], ["ants", "bees", "희귀"])

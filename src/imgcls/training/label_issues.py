@@ -58,8 +58,9 @@ class SuspectLabel:
 
 
 def out_of_fold_probabilities(features: np.ndarray, labels: np.ndarray, folds: int = DEFAULT_FOLDS,
-                              seed: int = 0) -> np.ndarray:
-    """Probabilities (N, classes) of each sample from logistic regression fitted on the other folds."""
+                              seed: int = 0, classes: list[str] | None = None) -> np.ndarray:
+    """Probabilities (N, classes) of each sample from logistic regression fitted on the other folds;
+    ``classes`` name them in errors."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
     from sklearn.pipeline import make_pipeline
@@ -72,7 +73,8 @@ def out_of_fold_probabilities(features: np.ndarray, labels: np.ndarray, folds: i
     folds = int(min(folds, present.min()))
     if folds < 2:
         smallest = int(np.flatnonzero(counts == present.min())[0])
-        raise DataError(f"finding suspect labels needs at least 2 images per class; class #{smallest} has "
+        name = f"'{classes[smallest]}'" if classes and smallest < len(classes) else f"#{smallest}"
+        raise DataError(f"finding suspect labels needs at least 2 images per class; class {name} has "
                         f"{present.min()}: add images to it")
     head = make_pipeline(StandardScaler(), LogisticRegression(C=HEAD_C, max_iter=3000))
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
@@ -103,7 +105,7 @@ def suspect_labels(features: np.ndarray, labels: np.ndarray, paths: list[str], c
                    folds: int = DEFAULT_FOLDS, rank_by: str = RANK_BY, seed: int = 0) -> list[SuspectLabel]:
     """Suspect labels among samples with these embeddings, worst first."""
     labels = np.asarray(labels, dtype=int)
-    probs = out_of_fold_probabilities(np.asarray(features, dtype=np.float64), labels, folds, seed)
+    probs = out_of_fold_probabilities(np.asarray(features, dtype=np.float64), labels, folds, seed, classes)
     issues, quality = rank_label_issues(labels, probs, rank_by)
     found = []
     for i in issues:
