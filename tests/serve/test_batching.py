@@ -105,3 +105,30 @@ def test_a_failing_forward_fails_its_requests_and_the_next_batch_still_runs():
             await batcher.stop()
 
     assert asyncio.run(scenario()).shape == (2, 2)
+
+
+def test_without_a_wait_what_queues_during_a_forward_pass_still_goes_in_one_batch():
+    """The CPU default (no wait): the first request runs at once, alone; those that came meanwhile share the next."""
+    import time
+
+    sizes: list[int] = []
+    record = _recording_forward(sizes)
+
+    def slow_forward(batch: torch.Tensor) -> np.ndarray:
+        time.sleep(0.1)
+        return record(batch)
+
+    async def scenario() -> list[np.ndarray]:
+        batcher = MicroBatcher(slow_forward, max_batch=8, max_wait_ms=0)
+        await batcher.start()
+        try:
+            first = asyncio.create_task(batcher.predict(_images(1)))
+            await asyncio.sleep(0.03)  # the first forward pass is running
+            rest = [asyncio.create_task(batcher.predict([image])) for image in _images(5)]
+            return await asyncio.gather(first, *rest)
+        finally:
+            await batcher.stop()
+
+    answers = asyncio.run(scenario())
+    assert sizes == [1, 5]
+    assert [float(a[0, 0]) for a in answers] == [0.0, *(2.0 * i for i in range(5))]
