@@ -136,3 +136,10 @@ def test_a_port_in_use_is_a_user_error():
         port = taken.getsockname()[1]
         with pytest.raises(ConfigError, match=f"port {port}.*--port"):
             check_port("127.0.0.1", port)
+
+
+def test_a_request_declared_larger_than_the_limits_allow_is_refused_before_its_body_is_parsed(client):
+    body = b"x" * (int(LIMIT_MB * 2**20) * 4 + 70_000)  # over 4 files of LIMIT_MB: not even multipart
+    response = client.post("/predict", content=body, headers={"content-type": "multipart/form-data; boundary=x"})
+    assert response.status_code == 413 and "too large" in response.json()["error"]
+    assert client.get("/health").status_code == 200
