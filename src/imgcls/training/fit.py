@@ -204,9 +204,11 @@ def fit_stage(config: TrainConfig, source: DataSource, created: CreatedModel, ru
     recipe = make_recipe(config, source, **settings, inputs="features" if on_features else "images",
                          epoch_offset=history.epoch_offset)
     module = module_class(source.task)(model, meta, recipe)
-    # what validation computes is kept for calibration afterwards, where it is the whole val split's
+    # What validation computes is kept for calibration afterwards where it is the whole val split's, in full
+    # precision (the "unknown" threshold is compared with float32 scores when predicting).
     module.keep_val_outputs = (not on_features and source.task == "single" and not config.ema
-                               and config.devices * config.num_nodes == 1 and supports_cached_features(model))
+                               and config.devices * config.num_nodes == 1 and "16" not in str(config.precision)
+                               and supports_cached_features(model))
     datamodule, val_features = make_datamodule(config, source, created, on_features)
     if resume_from is not None and config.devices * config.num_nodes == 1:
         # Mid-epoch: the epoch's order again, without the batches already done. (Across processes Lightning's

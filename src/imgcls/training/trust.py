@@ -58,7 +58,7 @@ def _embeddings(model: nn.Module, source: DataSource, split: str, preprocess: Pr
                 workers: int, decoded: bool, limit: int | None = None) -> FeatureSet:
     """Embeddings of ``split`` (of ``limit`` images spread over it, when it has more). ``decoded``: the network
     trained from the decoded-image cache; its eval pixels are read from there (what the run's validation saw)
-    instead of decoding each JPEG again -- about a third of this pass on full-size photos."""
+    instead of decoding each JPEG again (a quarter of this pass on full-size photos)."""
     count = len(source.labels(split))
     if decoded:
         from imgcls.data.decoded_cache import cached_dataset
