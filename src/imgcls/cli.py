@@ -413,7 +413,7 @@ def serve(
     max_batch: int = typer.Option(32, min=1, help="Most images in one forward pass (requests arriving "
                                                   "together are batched)."),
     max_wait_ms: Optional[float] = typer.Option(None, min=0.0, help="How long a forward pass waits for more "
-                                                "requests to join its batch [default: 0 on a CPU, 5 on a GPU]."),
+                                                "requests to join its batch (default: 0 on a CPU, 5 on a GPU)."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
     reject_rate: float = typer.Option(0.05, "--reject-rate", min=0.0, max=0.99, help=REJECT_RATE_HELP),
     no_reject: bool = typer.Option(False, "--no-reject", help=NO_REJECT_HELP),
