@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import timm
+import torch
 from torch import nn
 
 from imgcls.data.presets import Preprocess
@@ -57,6 +58,12 @@ class CreatedModel:
     @property
     def is_scratch_net(self) -> bool:
         return self.spec.arch in SCRATCH_MODELS
+
+
+def embed(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """Pooled pre-logit features, what the classifier head sees (timm's interface, which the scratch nets and
+    the ``hf:`` wrapper share): ``get_classifier()(embed(model, x))`` is ``model(x)``."""
+    return model.forward_head(model.forward_features(images), pre_logits=True)
 
 
 def resolve_arch(name: str) -> str:

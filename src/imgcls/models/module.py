@@ -7,6 +7,7 @@ loads with ``weights_only=True``.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import lightning.pytorch as pl
@@ -20,6 +21,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from imgcls.models.metadata import CHECKPOINT_FORMAT
 from imgcls.models.chunked import forward_in_slices
+from imgcls.models.factory import embed
 from imgcls.models.onecycle import is_step_scheduler, one_cycle
 from imgcls.models.recipe import Recipe
 
@@ -92,15 +94,12 @@ class ClassifierModule(pl.LightningModule):
         self.log("train_acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
         return loss
 
-    def _embed(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.forward_head(self.model.forward_features(x), pre_logits=True)
-
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor] | None:
         x, y = self._channels_last(batch[0]), batch[1]
         on_cpu = x.device.type == "cpu" and not self.on_features
         features = None
         if self.keep_val_outputs:  # the same logits, through the pooled embeddings (timm's interface)
-            features = forward_in_slices(self._embed, x, on_cpu)
+            features = forward_in_slices(partial(embed, self.model), x, on_cpu)
             logits = self.model.get_classifier()(features)
         else:
             logits = forward_in_slices(self, x, on_cpu)

@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from imgcls.models.factory import embed
+
 CLASS_MEAN = "class-mean-cosine"
 ENERGY = "energy"
 DEFAULT_ACCEPT_RATE = 0.95
@@ -63,7 +65,7 @@ class DeployedNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.use_means:
-            embedding = self.model.forward_head(self.model.forward_features(x), pre_logits=True)
+            embedding = embed(self.model, x)
             logits = self.model.get_classifier()(embedding)
             score = class_mean_distance(embedding, self.means)
         else:

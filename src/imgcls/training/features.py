@@ -39,6 +39,7 @@ from imgcls.data.presets import EvalPreset, Preprocess, normalize_batch
 from imgcls.data.source import DataSource, MultiHot
 from imgcls.errors import DataError
 from imgcls.models.chunked import forward_in_slices
+from imgcls.models.factory import embed
 from imgcls.progress import Progress
 from imgcls.rundir import atomic_write_bytes
 from imgcls.training.feature_store import FeatureStore
@@ -65,11 +66,6 @@ def supports_cached_features(model: nn.Module) -> bool:
     """timm's interface: forward_features -> forward_head(pre_logits=True) -> get_classifier()."""
     return all(callable(getattr(model, name, None)) for name in ("forward_features", "forward_head",
                                                                   "get_classifier"))
-
-
-def embed(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """Pooled pre-logit features: what the classifier head sees."""
-    return model.forward_head(model.forward_features(images), pre_logits=True)
 
 
 class MirroredEval:
