@@ -76,6 +76,12 @@ def decode_for_cache(path: str, side: int) -> np.ndarray:
     return np.asarray(image, dtype=np.uint8)
 
 
+def _free_bytes(folder: Path) -> int:
+    """Free disk space where ``folder`` is, creating it (OSError: it cannot be created)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return shutil.disk_usage(folder).free
+
+
 # building ---------------------------------------------------------------------------------------
 def _save_entry(pixels: np.ndarray, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -131,8 +137,7 @@ def open_or_build(paths: Sequence[str], side: int, workers: int = 1) -> list[Pat
         folder = store_dir(side)
         need = len(todo) * slot_bytes(side)
         try:
-            folder.mkdir(parents=True, exist_ok=True)
-            free = shutil.disk_usage(folder).free
+            free = _free_bytes(folder)
             if need > free * 0.9:
                 raise DataError(f"the decoded-image cache needs {need / 2**30:.1f} GiB but {folder} has "
                                 f"{free / 2**30:.1f} GiB free; free space, point IMGCLS_CACHE elsewhere, or use "
@@ -199,8 +204,7 @@ def should_cache(mode: str, paths: Sequence[str] | None, side: int, typical_side
     folder = cache_dir("decoded")
     need = len(paths) * slot_bytes(side)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        free = shutil.disk_usage(folder).free
+        free = _free_bytes(folder)
     except OSError as exc:
         return False, f"{folder} cannot be written ({exc.strerror or exc}); IMGCLS_CACHE chooses another folder"
     if need > free * 0.5:
