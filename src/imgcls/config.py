@@ -155,6 +155,11 @@ class TrainConfig(BaseModel):
         return self.trainable_blocks if isinstance(self.trainable_blocks, int) else None
 
     @property
+    def processes(self) -> int:
+        """How many processes train (one per device on each machine); 1: no distributed run."""
+        return self.devices * self.num_nodes
+
+    @property
     def decided(self) -> dict[str, str]:
         return self._decided
 

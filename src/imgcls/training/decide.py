@@ -40,7 +40,7 @@ def wants_auto(config: TrainConfig, explicit: set[str]) -> bool:
         return config.auto
     # one search per process of a distributed run would repeat the same work on every rank
     # heads are scored with a single-label loss: multi-label data trains the recipe it names
-    return (not explicit & {"strategy", "model", "weights"} and config.devices * config.num_nodes == 1
+    return (not explicit & {"strategy", "model", "weights"} and config.processes == 1
             and config.task != "multilabel")
 
 

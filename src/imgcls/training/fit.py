@@ -207,10 +207,10 @@ def fit_stage(config: TrainConfig, source: DataSource, created: CreatedModel, ru
     # What validation computes is kept for calibration afterwards where it is the whole val split's, in full
     # precision (the "unknown" threshold is compared with float32 scores when predicting).
     module.keep_val_outputs = (not on_features and source.task == "single" and not config.ema
-                               and config.devices * config.num_nodes == 1 and "16" not in str(config.precision)
+                               and config.processes == 1 and "16" not in str(config.precision)
                                and supports_cached_features(model))
     datamodule, val_features = make_datamodule(config, source, created, on_features)
-    if resume_from is not None and config.devices * config.num_nodes == 1:
+    if resume_from is not None and config.processes == 1:
         # Mid-epoch: the epoch's order again, without the batches already done. (Across processes Lightning's
         # distributed sampler wraps this one and needs its full length: those epochs restart their order.)
         datamodule.resume_at = resume_position(read_checkpoint_file(resume_from), config.batch_size)
