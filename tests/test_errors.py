@@ -151,6 +151,7 @@ CASES = [
     (["doctor", "{bad}/missing"], "data folder not found"),
     (["doctor", "{bad}/notes.txt"], "not a file"),
     (["doctor", "cifar10"], "CIFAR-10"),
+    (["train", "{tiny_data}", "--out", "{bad}/notes.txt/runs"], "cannot write runs into"),
 ]
 
 
@@ -171,6 +172,14 @@ def _argv(args: list[str], bad: Path, tiny_run: Path, tiny_data: Path) -> list[s
 def test_user_mistake_exits_2_with_one_clear_message(args, expected, bad, tiny_run, tiny_data):
     code, _, stderr = run_main(*_argv(args, bad, tiny_run, tiny_data))
     _check(code, stderr, expected, bad / "PWNED")
+
+
+def test_unwritable_out_fails_before_the_recipe_search(bad, tiny_data):
+    """Zero flags search recipes first (a minute or more on real photos): an --out that cannot hold the run
+    must stop the command before that work, not after it."""
+    code, _, stderr = run_main("train", str(tiny_data), "--out", str(bad / "notes.txt" / "runs"))
+    _check(code, stderr, "choose a folder you can write to with --out", bad / "PWNED")
+    assert "auto:" not in stderr and "features" not in stderr, stderr[-2000:]
 
 
 REAL_EXECUTABLE = [0, 16, 20, 23, 28, 39, 45, 47, 50, 53, 56]  # rows of CASES: one per command and loader

@@ -52,15 +52,19 @@ def refused_writes(path: str | os.PathLike) -> Iterator[None]:
         raise refused from None
 
 
-def writable_folder(folder: Path) -> Path:
-    """``folder``, made if missing; :class:`RunDirError` naming it when it cannot be written to."""
+def writable_folder(folder: Path, what: str = "the report") -> Path:
+    """``folder``, made if missing; :class:`RunDirError` naming it, why, and ``what`` goes there when it cannot be
+    written to."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        writable = os.access(folder, os.W_OK)
-    except OSError:
-        writable = False
-    if not writable:
-        raise RunDirError(f"cannot write the report into {folder}; choose a folder you can write to with --out DIR")
+        read_only = hasattr(os, "statvfs") and bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+        reason = ("read-only file system" if read_only
+                  else None if os.access(folder, os.W_OK) else "permission denied")
+    except OSError as exc:
+        reason = (exc.strerror or str(exc)).lower()
+    if reason:
+        raise RunDirError(f"cannot write {what} into {folder} ({reason}); choose a folder you can write to with "
+                          "--out DIR")
     return folder
 
 

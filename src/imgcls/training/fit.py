@@ -32,7 +32,7 @@ from imgcls.models.metadata import checkpoint_meta
 from imgcls.models.multilabel import module_class, selection_metric
 from imgcls.models.recipe import Recipe
 from imgcls.models.task import is_multilabel
-from imgcls.rundir import RunDir
+from imgcls.rundir import RunDir, writable_folder
 from imgcls.training import auto
 from imgcls.training.callbacks import (AtomicCheckpointIO, EpochLog, EpochProgressBar, RunHistory, SaveOnInterrupt,
                                       ValOutputs, run_checkpoints)
@@ -71,6 +71,8 @@ def train(config: TrainConfig, callbacks: list[pl.Callback] | None = None) -> Ru
     """Train as ``config`` says; returns the finished run directory. ``callbacks`` join Lightning's."""
     original = config
     config, source, created = prepare(config)
+    if is_rank_zero():  # before the search and the caches: minutes of work must not end at an unwritable --out
+        writable_folder(Path(config.out), "runs")
     leaderboard: list[dict[str, Any]] = []
     if wants_auto(config, set(original.model_fields_set)):
         config, leaderboard = auto.search(original, config, source, created, profile_data(source), fit)
