@@ -104,7 +104,7 @@ def test_a_marker_left_by_an_earlier_launch_is_not_followed(clean_env: pytest.Mo
 
 
 def test_one_process_is_not_distributed(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    assert distributed.trainer_strategy(1, 1) == "auto"
-    assert distributed.trainer_strategy(2, 1) == "ddp"
+    assert distributed.trainer_strategy(1) == "auto"
+    assert distributed.trainer_strategy(2) == "ddp"
     run = distributed.create_run_dir(tmp_path, "solo")
     assert run.path == tmp_path / "solo" and distributed.RUN_DIR_ENV not in os.environ

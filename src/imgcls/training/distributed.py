@@ -32,10 +32,6 @@ MARKER_WAIT_SECONDS = 600.0
 _STARTED = time.time()
 
 
-def world_size(devices: int, num_nodes: int) -> int:
-    return devices * num_nodes
-
-
 def global_rank() -> int:
     """This process's rank as the launchers announce it (before any process group exists)."""
     for name in ("RANK", "SLURM_PROCID"):
@@ -76,7 +72,7 @@ def create_run_dir(out: str | Path, name: str, devices: int = 1, num_nodes: int 
     inherited = os.environ.get(RUN_DIR_ENV)
     if inherited and not is_rank_zero():
         return RunDir(inherited)
-    if world_size(devices, num_nodes) == 1:
+    if devices * num_nodes == 1:
         return RunDir.create(out, name)
     if is_rank_zero():
         run = RunDir.create(out, name)
@@ -107,13 +103,13 @@ def finish_launch(out: str | Path, name: str) -> None:
         marker_path(out, name).unlink(missing_ok=True)
 
 
-def trainer_strategy(devices: int, num_nodes: int) -> Any:
+def trainer_strategy(processes: int) -> Any:
     """"ddp" for several processes (NCCL on GPUs, gloo on CPU, chosen by Lightning), else Lightning's default.
 
     Plain DDP re-runs the command in each process (or joins torchrun/srun peers); unlike ddp_spawn it
     pickles nothing and keeps every callback's state in its own process.
     """
-    return "ddp" if world_size(devices, num_nodes) > 1 else "auto"
+    return "ddp" if processes > 1 else "auto"
 
 
 class ProcessCount(pl.Callback):

@@ -58,7 +58,7 @@ def build_trainer(config: TrainConfig, run: RunDir, callbacks: list[pl.Callback]
     callbacks = [*ema_callbacks(config), *callbacks]  # first: EMA sets the epoch's val_acc before RunHistory reads it
     loggers = make_loggers(config, run)
     return pl.Trainer(max_epochs=epochs, accelerator="auto", devices=config.devices, num_nodes=config.num_nodes,
-                      strategy=trainer_strategy(config.devices, config.num_nodes),
+                      strategy=trainer_strategy(config.processes),
                       precision=config.precision, callbacks=[*callbacks, ProcessCount(), progress], logger=loggers,
                       default_root_dir=run.path, plugins=[AtomicCheckpointIO(), *cluster_plugins()], enable_model_summary=False,
                       enable_progress_bar=isinstance(progress, EpochProgressBar),
