@@ -71,8 +71,9 @@ class TrainConfig(BaseModel):
                                  "nets: the data's)")
     optimizer: Literal["adamw", "sgd", "adam"] = Field("adamw", description="Optimizer")
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum")
-    scheduler: Literal["cosine", "step", "plateau", "none", "onecycle"] = Field(
-        "cosine", description="Learning-rate schedule")
+    scheduler: Literal["cosine", "wsd", "step", "plateau", "none", "onecycle"] = Field(
+        "cosine", description="Learning-rate schedule (wsd: steady, then the last fifth decays; plateau: lowers the "
+        "rate when val accuracy stalls, but --resume restarts its patience)")
     warmup_epochs: int = Field(0, ge=0, description="Linear warm-up epochs")
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="Label smoothing")
     mixup: float = Field(0.0, ge=0, description="Mixup alpha, 0 = off")

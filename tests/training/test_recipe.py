@@ -47,6 +47,11 @@ def test_schedules_shape_the_learning_rate() -> None:
     assert step[:3] == [pytest.approx(0.1)] * 3 and step[3] == pytest.approx(0.01)  # x0.1 every epochs/3
     none = [max(r) for r in lr_by_epoch(make_module(scheduler="none", warmup_epochs=1))]
     assert none[0] < none[1] and none[1:] == pytest.approx([0.1] * 8)
+    wsd = [max(r) for r in lr_by_epoch(make_module(scheduler="wsd", warmup_epochs=1, epochs=21))]
+    assert wsd[0] < wsd[1] and wsd[1:18] == pytest.approx([0.1] * 17)  # warm-up, then steady
+    assert wsd[17] > wsd[18] > wsd[19] > wsd[20] >= 0.1 * 0.01  # the last fifth (4 of 20 epochs) decays
+    short = [max(r) for r in lr_by_epoch(make_module(scheduler="wsd", epochs=2))]
+    assert short[0] == pytest.approx(0.1) and short[1] < 0.1  # a 2-epoch run still decays in its last epoch
     plateau = [max(r) for r in lr_by_epoch(make_module(scheduler="plateau", epochs=9), metrics=[0.5] * 9)]
     assert plateau[0] == pytest.approx(0.1) and plateau[-1] < 0.1  # no improvement -> lower rate
 

@@ -138,10 +138,14 @@ class ClassifierModule(pl.LightningModule):
         # are what apply the per-layer rates (lr_scale) of layer decay. The warm-up comes before the
         # schedule proper, so cosine starts its decay from the full rate and ends with the run.
         warmup = min(r.warmup_epochs, r.epochs - 1)
+        # step: x0.1 every third of the run. wsd: the rate holds, then decays over the last fifth; timm's decay
+        # phase opens at the full rate, so it needs two epochs for the rate to fall within the run.
+        steady = r.epochs - warmup
+        decay_epochs = min(steady, max(2, round(0.2 * steady))) if r.scheduler == "wsd" else max(1, r.epochs // 3)
         scheduler, _ = create_scheduler_v2(
             optimizer, sched="constant" if r.scheduler == "none" else r.scheduler,
             num_epochs=r.epochs - warmup, warmup_epochs=warmup, warmup_prefix=True,
-            warmup_lr=r.lr * 0.01, min_lr=r.lr * 0.01, decay_epochs=max(1, r.epochs // 3),
+            warmup_lr=r.lr * 0.01, min_lr=r.lr * 0.01, decay_epochs=decay_epochs,
             patience_epochs=max(1, r.epochs // 10), plateau_mode="max")
         return {"optimizer": optimizer, "lr_scheduler": {
             "scheduler": scheduler, "interval": "epoch", "monitor": "val_acc",
