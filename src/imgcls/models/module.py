@@ -23,6 +23,7 @@ from imgcls.models.metadata import CHECKPOINT_FORMAT
 from imgcls.models.chunked import forward_in_slices
 from imgcls.models.factory import embed
 from imgcls.models.onecycle import is_step_scheduler, one_cycle
+from imgcls.models.prefix import FrozenPrefix
 from imgcls.models.recipe import Recipe
 
 
@@ -61,6 +62,7 @@ class ClassifierModule(pl.LightningModule):
         # set by training (training/callbacks.py ValOutputs): validation_step returns each batch's embeddings,
         # logits and labels, so the best epoch's need not be computed again after training
         self.keep_val_outputs = False
+        self._frozen_prefix: FrozenPrefix | bool | None = None  # models/prefix.py; False: the network has none
 
     @property
     def on_features(self) -> bool:
@@ -70,6 +72,8 @@ class ClassifierModule(pl.LightningModule):
         return self.model.get_classifier()(x) if self.on_features else self.model(x)
 
     def setup(self, stage: str) -> None:
+        # which layers are frozen is this fit's (a stage's) own: the val cache is made afresh at its first batch
+        self._frozen_prefix = None
         if stage == "fit" and not self.on_features:
             # NHWC convolutions: ~1.8x faster training steps on CPU, and what tensor cores want on GPU. Here,
             # before the strategy wraps the model: DDP lays out its gradient buckets by the parameters' strides.
@@ -98,8 +102,13 @@ class ClassifierModule(pl.LightningModule):
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor] | None:
         x, y = self._channels_last(batch[0]), batch[1]
         on_cpu = x.device.type == "cpu" and not self.on_features
+        if on_cpu and self._frozen_prefix is None:
+            self._frozen_prefix = FrozenPrefix.of(self.model, x) or False
         features = None
-        if self.keep_val_outputs:  # the same logits, through the pooled embeddings (timm's interface)
+        if self._frozen_prefix:  # a frozen prefix's output on this batch is computed once per fit
+            features = self._frozen_prefix.embed(x, batch_idx)
+            logits = self.model.get_classifier()(features)
+        elif self.keep_val_outputs:  # the same logits, through the pooled embeddings (timm's interface)
             features = forward_in_slices(partial(embed, self.model), x, on_cpu)
             logits = self.model.get_classifier()(features)
         else:
@@ -108,7 +117,9 @@ class ClassifierModule(pl.LightningModule):
         self.val_acc(logits, y)
         self.log("val_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y), sync_dist=True)
         self.log("val_acc", self.val_acc, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
-        return None if features is None else {"features": features, "logits": logits, "labels": y}
+        if not self.keep_val_outputs:
+            return None
+        return {"features": features, "logits": logits, "labels": y}
 
     def on_train_epoch_start(self) -> None:
         if self.recipe.frozen:
