@@ -44,3 +44,14 @@ def tiny_run(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def ants_bees() -> Path:
     return ANTS_BEES
+
+
+@pytest.fixture(scope="session")
+def resnet_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """ImageNet-layout weights of timm's test_resnet (random): what --weights PATH fine-tunes from, offline."""
+    import timm
+    import torch
+
+    path = tmp_path_factory.mktemp("weights") / "test_resnet.pth"
+    torch.save(timm.create_model("test_resnet", num_classes=0).state_dict(), path)
+    return path

@@ -97,13 +97,6 @@ def test_the_budget_bounds_what_is_kept(monkeypatch: pytest.MonkeyPatch) -> None
     assert calls.images == 24  # nothing kept: the prefix ran both times
 
 
-@pytest.fixture(scope="module")
-def resnet_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("weights") / "test_resnet.pth"
-    torch.save(timm.create_model("test_resnet", num_classes=0).state_dict(), path)
-    return path
-
-
 def test_fine_tuning_reports_the_same_val_figures_with_the_cache(tiny_data: Path, resnet_weights: Path,
                                                                  tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:

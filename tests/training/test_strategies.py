@@ -102,13 +102,6 @@ def test_stage_two_fine_tunes_the_best_head_not_the_last(tiny_data: Path, tiny_r
         assert torch.equal(tensor, spy.after[1][name]), name  # stage 2 began from epoch 1's head
 
 
-@pytest.fixture(scope="module")
-def resnet_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("weights") / "test_resnet.pth"
-    torch.save(timm.create_model("test_resnet", num_classes=0).state_dict(), path)
-    return path
-
-
 @pytest.mark.parametrize("blocks", [None, "all", 2])
 def test_fine_tuning_small_data_trains_only_the_last_blocks(tiny_data: Path, resnet_weights: Path, tmp_path: Path,
                                                             blocks: int | str | None) -> None:
