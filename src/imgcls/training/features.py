@@ -43,6 +43,7 @@ from imgcls.models.factory import embed
 from imgcls.progress import Progress
 from imgcls.rundir import atomic_write_bytes
 from imgcls.training.feature_store import FeatureStore
+from imgcls.training.onnx_embed import MIN_IMAGES as ONNX_MIN_IMAGES, OnnxEmbedder, embedder_for
 
 log = logging.getLogger(__name__)
 
@@ -118,23 +119,36 @@ def _device() -> torch.device:
 @torch.inference_mode()
 def extract(model: nn.Module, dataset: Any, batch_size: int, workers: int, desc: str,
             collate_fn: Callable | None = None, preprocess: Preprocess | None = None) -> FeatureSet:
-    """Embeddings of every item of ``dataset`` (eval mode, channels_last, batched), with progress.
-    ``preprocess`` normalises uint8 batches (the decoded-image cache's) on the device."""
+    """Embeddings of every item of ``dataset`` (eval mode, channels_last, batched; on a CPU, from
+    ``ONNX_MIN_IMAGES`` images on, by onnxruntime), with progress. ``preprocess`` normalises uint8 batches (the
+    decoded-image cache's) on the device."""
     device = _device()
     model.eval().to(device)
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, pin_memory=device.type == "cuda",
                         collate_fn=collate_fn)
     features, labels = [], []
+    fast: OnnxEmbedder | None = None  # onnxruntime on a CPU, for enough images (training/onnx_embed.py)
+    try_fast = device.type == "cpu" and len(dataset) >= ONNX_MIN_IMAGES
     with Progress(desc, len(dataset)) as bar:
-        for images, targets in loader:
-            if len(targets):
-                images = images.to(device, non_blocking=True)
-                if images.dtype == torch.uint8 and preprocess is not None:
-                    images = normalize_batch(images, preprocess)
-                images = images.contiguous(memory_format=torch.channels_last)
-                features.append(forward_in_slices(partial(embed, model), images, device.type == "cpu").float().cpu())
-                labels.append(torch.as_tensor(targets))
-            bar.update(min(batch_size, len(dataset) - bar.done))
+        try:
+            for images, targets in loader:
+                if len(targets):
+                    images = images.to(device, non_blocking=True)
+                    if images.dtype == torch.uint8 and preprocess is not None:
+                        images = normalize_batch(images, preprocess)
+                    if try_fast:
+                        fast, try_fast = embedder_for(model, images), False
+                    if fast is not None:
+                        features.append(fast(images))
+                    else:
+                        images = images.contiguous(memory_format=torch.channels_last)
+                        features.append(forward_in_slices(partial(embed, model), images,
+                                                          device.type == "cpu").float().cpu())
+                    labels.append(torch.as_tensor(targets))
+                bar.update(min(batch_size, len(dataset) - bar.done))
+        finally:
+            if fast is not None:
+                fast.close()  # its threads: the session stays for the next split
     if not features:
         return FeatureSet(torch.zeros(0, 0), torch.zeros(0, dtype=torch.long))
     return FeatureSet(torch.cat(features), torch.cat(labels).long())
