@@ -61,6 +61,15 @@ def test_the_same_network_is_exported_once_and_again_after_a_change(always_onnx:
     assert torch.allclose(got.features, reference(model, data), atol=1e-4, rtol=1e-3)
 
 
+def test_a_new_network_is_exported_anew_even_at_a_reused_address(always_onnx: list) -> None:
+    data = dataset()
+    extract(timm.create_model("test_efficientnet", num_classes=3), data, batch_size=8, workers=0, desc="f")
+    other = timm.create_model("test_efficientnet", num_classes=3)  # other random weights, versions alike
+    got = extract(other, data, batch_size=8, workers=0, desc="f")
+    assert len(always_onnx) == 2
+    assert torch.allclose(got.features, reference(other, data), atol=1e-4, rtol=1e-3)
+
+
 def test_a_network_that_does_not_export_runs_in_pytorch(always_onnx: list, monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args, **kwargs) -> None:  # noqa: ANN002, ANN003
         raise RuntimeError("Unsupported operator")

@@ -16,6 +16,7 @@ import copy
 import io
 import logging
 import warnings
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -29,7 +30,7 @@ from imgcls.runtime import usable_cpus
 log = logging.getLogger(__name__)
 
 MIN_IMAGES = 128  # fewer: the export and session take longer than onnxruntime saves
-_kept: tuple[tuple, OnnxEmbedder | None] | None = None  # (network, input size, weights' versions) -> its embedder
+_kept: tuple[tuple, OnnxEmbedder | None] | None = None  # ((network, (input size, weights' versions)), embedder)
 
 
 class OnnxEmbedder:
@@ -60,9 +61,13 @@ def embedder_for(model: nn.Module, probe: torch.Tensor) -> OnnxEmbedder | None:
     """:func:`onnx_embedder`, made once per network, input size and state: any in-place change of a weight (a
     training step, ``load_state_dict``) bumps its version and makes a new one."""
     global _kept
-    key = (id(model), tuple(probe.shape[1:]), tuple(t._version for t in model.state_dict().values()))
-    if _kept is None or _kept[0] != key:
-        _kept = (key, onnx_embedder(model, probe))
+    try:
+        state = (tuple(probe.shape[1:]), tuple(t._version for t in model.state_dict().values()))
+    except RuntimeError:  # inference tensors keep no version: nothing can tell a change, so nothing is kept
+        return onnx_embedder(model, probe)
+    # the network itself by weak reference: another one made later at the same address is not it
+    if _kept is None or _kept[0][0]() is not model or _kept[0][1] != state:
+        _kept = ((weakref.ref(model), state), onnx_embedder(model, probe))
     return _kept[1]
 
 
