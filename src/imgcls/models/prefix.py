@@ -16,8 +16,6 @@ before. On a GPU the forward is cheap next to the input pipeline, so the cache i
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-
 import torch
 from torch import nn
 
@@ -53,6 +51,11 @@ def _run(layers: list[nn.Module], x: torch.Tensor) -> torch.Tensor:
     return x
 
 
+def _state(layers: list[nn.Module]) -> list[torch.Tensor]:
+    """The layers' weights and statistics: what, unchanged, makes their output on the same pixels the same."""
+    return [t for layer in layers for t in (*layer.parameters(), *layer.buffers())]
+
+
 def _size(t: torch.Tensor) -> int:
     return t.element_size() * t.numel()
 
@@ -67,7 +70,7 @@ class FrozenPrefix:
     def __init__(self, model: nn.Module, layers: list[nn.Module], cut: int):
         self.model = model
         self.prefix, self.rest = layers[:cut], layers[cut:]
-        self._state = [t for layer in self.prefix for t in (*layer.parameters(), *layer.buffers())]
+        self._state = _state(self.prefix)
         self._version = self._state_version()
         self._kept: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self._bytes = 0
@@ -82,8 +85,7 @@ class FrozenPrefix:
         cut = 0
         while cut < len(layers) and not any(p.requires_grad for p in layers[cut].parameters()):
             cut += 1
-        state = [t for layer in layers[:cut] for t in (*layer.parameters(), *layer.buffers())]
-        if cut == 0 or any(t.is_inference() for t in state):  # inference tensors keep no version to watch
+        if cut == 0 or any(t.is_inference() for t in _state(layers[:cut])):  # inference tensors keep no version to watch
             return None
         with torch.inference_mode():
             same = torch.allclose(_run(layers, probe[:2]), model.forward_features(probe[:2]), atol=1e-5, rtol=1e-4)
@@ -95,7 +97,7 @@ class FrozenPrefix:
     def _state_version(self) -> tuple[int, ...]:
         return tuple(t._version for t in self._state)
 
-    def embed(self, x: torch.Tensor, batch_idx: int, sliced: Callable = forward_in_slices) -> torch.Tensor:
+    def embed(self, x: torch.Tensor, batch_idx: int) -> torch.Tensor:
         """``embed(model, x)`` (pooled pre-logit features), the prefix's output taken from the cache when this
         batch index held the same pixels before and the prefix has not changed since."""
         version = self._state_version()
@@ -107,11 +109,12 @@ class FrozenPrefix:
         if kept is not None and kept[1].shape == mark.shape and torch.equal(kept[1], mark):
             middle = kept[0]
         else:
-            middle = sliced(lambda part: _run(self.prefix, part), x, True)
+            middle = forward_in_slices(lambda part: _run(self.prefix, part), x, True)
             if kept is not None:  # another batch at this index now: it takes the place
                 del self._kept[batch_idx]
                 self._bytes -= _size(kept[0])
             if self._bytes + _size(middle) <= BUDGET_BYTES:
                 self._kept[batch_idx] = (middle, mark)
                 self._bytes += _size(middle)
-        return sliced(lambda part: self.model.forward_head(_run(self.rest, part), pre_logits=True), middle, True)
+        return forward_in_slices(lambda part: self.model.forward_head(_run(self.rest, part), pre_logits=True), middle,
+                                 True)
