@@ -17,7 +17,7 @@ from imgcls.config import load_train_config
 from imgcls.data.source import resolve_data
 from imgcls.models.factory import create_model
 from imgcls.training import features as features_module
-from imgcls.training.features import cached_features, embed, supports_cached_features
+from imgcls.training.features import cached_features, embed, file_features, supports_cached_features
 from imgcls.training.fit import train
 from tests.helpers import make_class_tree, make_train_val, pattern_image
 
@@ -148,6 +148,26 @@ def test_only_files_never_seen_are_extracted_after_adding_moving_or_resplitting(
     for split in ("train", "val"):
         cached_features(created.model, source, split, created.preprocess, {"arch": "test"})
     assert extracted == [6, 2, 8]
+
+
+def test_decoding_in_threads_gives_the_rows_of_decoding_in_this_thread_and_skips_undecodable_files(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    images = sorted(str(p) for p in make_class_tree(tmp_path / "data", ["a", "b"], 4).rglob("*.png"))
+    broken = tmp_path / "data" / "a" / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"cut short")
+    paths = [*images[:3], str(broken), *images[3:]]
+    created = create_model("small_cnn", 2, pretrained=False, img_size=32)
+    got = {}
+    for workers in (0, 2):
+        monkeypatch.setenv("IMGCLS_CACHE", str(tmp_path / f"cache{workers}"))
+        with caplog.at_level(logging.WARNING, logger="imgcls"):
+            got[workers] = file_features(created.model, paths, created.preprocess, {"arch": "test"},
+                                         batch_size=3, workers=workers)
+        assert "broken.png" in caplog.text
+        caplog.clear()
+    (serial, serial_rows), (threaded, threaded_rows) = got[0], got[2]
+    assert serial_rows == threaded_rows == [0, 1, 2, 4, 5, 6, 7, 8]
+    assert torch.allclose(serial, threaded, atol=1e-6)
 
 
 def test_a_damaged_cache_entry_is_extracted_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
