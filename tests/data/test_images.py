@@ -84,6 +84,28 @@ def test_exif_rotation_is_applied():
     assert load_image(encode(stored, "JPEG", exif=exif)).size == (20, 40)
 
 
+def test_loaded_files_are_closed_and_their_pixels_kept(tmp_path):
+    """A folder of thousands of images must not run out of file handles, and the picture handed on must
+    outlive the file: a rotated photo, an upright one, and the first frame of an animation."""
+    import os
+
+    exif = Image.Exif()
+    exif[0x0112] = 3  # stored upside down
+    gradient = Image.linear_gradient("L").resize((32, 16)).convert("RGB")
+    (tmp_path / "rotated.jpg").write_bytes(encode(gradient, "JPEG", exif=exif, quality=95))
+    (tmp_path / "upright.png").write_bytes(encode(gradient, "PNG"))
+    frames = [Image.new("RGB", (8, 8), colour) for colour in ((255, 0, 0), (0, 0, 255))]
+    (tmp_path / "moving.gif").write_bytes(encode(frames[0], "GIF", save_all=True, append_images=frames[1:]))
+    open_before = len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else None
+    images = {path.name: load_image(path) for path in sorted(tmp_path.iterdir()) for _ in range(20)}
+    if open_before is not None:
+        assert len(os.listdir("/proc/self/fd")) == open_before
+    upright = np.asarray(images["upright.png"])
+    assert np.array_equal(upright, np.asarray(gradient))
+    assert np.abs(np.asarray(images["rotated.jpg"]).astype(int) - upright[::-1, ::-1]).max() <= 8
+    assert np.asarray(images["moving.gif"])[0, 0].tolist() == [255, 0, 0]
+
+
 def test_tiny_images_still_make_model_input():
     for size in ((1, 1), (1, 300), (6, 8)):
         image = load_image(encode(Image.new("RGB", size, (9, 9, 9)), "PNG"))

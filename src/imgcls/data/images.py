@@ -170,7 +170,7 @@ def decode_image(image: Image.Image, label: str | Path, draft_size: int | None =
             warnings.simplefilter("ignore")  # EXIF and palette warnings are not the user's problem
             image.load()
             try:
-                image = ImageOps.exif_transpose(image)
+                ImageOps.exif_transpose(image, in_place=True)  # not in place, it copies even an upright picture
             except Exception:  # a broken EXIF block must not cost the picture  # noqa: BLE001
                 pass
             return to_rgb(image)
@@ -190,8 +190,18 @@ def load_image(source: str | Path | bytes, draft_size: int | None = None, name: 
     corrupt), never another exception.
     """
     label = name or ("<upload>" if isinstance(source, bytes) else source)
-    with open_image(source, name) as image:
+    image = open_image(source, name)
+    try:
         rgb = decode_image(image, label, draft_size)
-        # Leaving the block closes the file and the opened image; an RGB file comes back as that
-        # same object, so keep a copy that owns its pixels.
-        return image.copy() if rgb is image else rgb
+    except BaseException:
+        image.close()
+        raise
+    if rgb is not image:
+        image.close()
+        return rgb
+    if getattr(image, "n_frames", 1) == 1:
+        return image  # loading one frame closed the file; the pixels stay (closing would free them)
+    # A multi-frame file keeps its file open to seek: close it, keeping a copy of this frame's pixels.
+    owned = image.copy()
+    image.close()
+    return owned
