@@ -214,3 +214,32 @@ def test_timm_feature_extraction_with_local_weights_trains_on_the_cache(tiny_dat
 def test_a_run_on_cached_features_reports_its_suspect_labels(fe_run: Path) -> None:
     report = (fe_run / "report.html").read_text(encoding="utf-8")
     assert "Suspect labels" in report
+
+
+def test_both_views_from_one_decoding_are_the_views_extracted_apart(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Training with mirrored copies decodes each file once: its mirrored embedding is the one the mirrored
+    view alone gives, both views are cached, and a file only one view lacks is extracted once more."""
+    data = make_train_val(tmp_path / "data", ["a", "b"], train=4, val=3)
+    created = create_model("small_cnn", 2, pretrained=False, img_size=32)
+    monkeypatch.setenv("IMGCLS_CACHE", str(tmp_path / "apart"))
+    plain = _split_features(data, created.model, created.preprocess)
+    flipped = _split_features(data, created.model, created.preprocess, view="hflip")
+
+    monkeypatch.setenv("IMGCLS_CACHE", str(tmp_path / "together"))
+    decoded: list[str] = []
+    real_load = features_module.load_image
+    monkeypatch.setattr(features_module, "load_image", lambda path, *a: decoded.append(path) or real_load(path, *a))
+    both = _split_features(data, created.model, created.preprocess, mirrored=True)
+    assert sorted(decoded) == sorted(set(decoded)) and len(decoded) == 6  # each file once
+    assert torch.equal(both.labels, plain.labels)
+    assert torch.allclose(both.features, plain.features, atol=1e-5)
+    assert torch.allclose(both.mirrored, flipped.features, atol=1e-5)
+    assert not torch.allclose(both.features, both.mirrored, atol=1e-3)  # the pictures are not symmetric
+
+    alone = _split_features(data, created.model, created.preprocess, view="hflip")
+    assert len(decoded) == 6 and torch.equal(alone.features, both.mirrored)  # from the cache
+    make_class_tree(data / "val", ["a"], 1, seed=9, start=100)  # one new file: plain view only
+    _split_features(data, created.model, created.preprocess)
+    again = _split_features(data, created.model, created.preprocess, mirrored=True)
+    assert len(decoded) == 8 and len(again) == 7  # the new file, once for plain, once for both views

@@ -147,16 +147,15 @@ def search_heads(config: TrainConfig, explicit: set[str], source: DataSource, cr
 
     Mirrored copies of the train images are used only where the flags given ask for them: in the studies
     on ants/bees (lite0 and lite2 features) and on the zoo's photo, tiny and imbalanced sets they never won,
-    and they cost a second extraction of train."""
+    and they cost a second forward pass over train."""
     import optuna
 
     start = time.perf_counter()
     settings = {"batch_size": 2 * config.batch_size, "workers": config.workers}
     arch = created.spec.to_dict()
-    plain = cached_features(created.model, source, "train", created.preprocess, arch, **settings)
     mirror = bool(explicit & {"hflip", "augment"}) and mirror_features(config)
-    mirrored = (cached_features(created.model, source, "train", created.preprocess, arch, view="hflip",
-                                **settings).features if mirror else None)
+    plain = cached_features(created.model, source, "train", created.preprocess, arch, mirrored=mirror, **settings)
+    mirrored = plain.mirrored
     features, labels = plain.features.float(), plain.labels.long()
     folds = _folds(labels.numpy(), config.seed)
     weights = (class_weights(labels.tolist(), len(source.classes)) if config.balance == "loss" else None)

@@ -56,10 +56,12 @@ VIEWS = ("plain", "hflip")
 
 @dataclass
 class FeatureSet:
-    """Embeddings (N, D) and labels (N,) of one split."""
+    """Embeddings (N, D) and labels (N,) of one split; ``mirrored``: the embeddings (N, D) of the same images
+    flipped left to right, where they were extracted together."""
 
     features: torch.Tensor
     labels: torch.Tensor
+    mirrored: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -120,10 +122,12 @@ def _device() -> torch.device:
 
 @torch.inference_mode()
 def extract(model: nn.Module, dataset: Any, batch_size: int, workers: int, desc: str,
-            collate_fn: Callable | None = None, preprocess: Preprocess | None = None) -> FeatureSet:
+            collate_fn: Callable | None = None, preprocess: Preprocess | None = None,
+            mirrored: bool = False) -> FeatureSet:
     """Embeddings of every item of ``dataset`` (eval mode, channels_last, batched; on a CPU, from
     ``ONNX_MIN_IMAGES`` images on, by onnxruntime), with progress. ``preprocess`` normalises uint8 batches (the
-    decoded-image cache's) on the device."""
+    decoded-image cache's) on the device. ``mirrored``: each batch's horizontally flipped copy is embedded too
+    (into ``FeatureSet.mirrored``), from the same decoded pixels."""
     device = _device()
     model.eval().to(device)
     if device.type == "cpu" and workers > 0:
@@ -133,7 +137,7 @@ def extract(model: nn.Module, dataset: Any, batch_size: int, workers: int, desc:
                             collate_fn=collate_fn)
     features, labels = [], []
     fast: OnnxEmbedder | None = None  # onnxruntime on a CPU, for enough images (training/onnx_embed.py)
-    try_fast = device.type == "cpu" and len(dataset) >= ONNX_MIN_IMAGES
+    try_fast = device.type == "cpu" and len(dataset) * (2 if mirrored else 1) >= ONNX_MIN_IMAGES
     with Progress(desc, len(dataset)) as bar:
         try:
             for images, targets in loader:
@@ -141,6 +145,8 @@ def extract(model: nn.Module, dataset: Any, batch_size: int, workers: int, desc:
                     images = images.to(device, non_blocking=True)
                     if images.dtype == torch.uint8 and preprocess is not None:
                         images = normalize_batch(images, preprocess)
+                    if mirrored:
+                        images = torch.cat([images, TF.horizontal_flip(images)])
                     if try_fast:
                         fast, try_fast = embedder_for(model, images), False
                     if fast is not None:
@@ -150,12 +156,17 @@ def extract(model: nn.Module, dataset: Any, batch_size: int, workers: int, desc:
                         features.append(forward_in_slices(partial(embed, model), images,
                                                           device.type == "cpu").float().cpu())
                     labels.append(torch.as_tensor(targets))
+                    if mirrored:  # (plain, mirrored) rows of this batch
+                        features[-1] = features[-1].view(2, len(targets), -1)
                 bar.update(min(batch_size, len(dataset) - bar.done))
         finally:
             if fast is not None:
                 fast.close()  # its threads: the session stays for the next split
     if not features:
         return FeatureSet(torch.zeros(0, 0), torch.zeros(0, dtype=torch.long))
+    if mirrored:
+        return FeatureSet(torch.cat([f[0] for f in features]), torch.cat(labels).long(),
+                          mirrored=torch.cat([f[1] for f in features]))
     return FeatureSet(torch.cat(features), torch.cat(labels).long())
 
 
@@ -209,34 +220,51 @@ def file_features(model: nn.Module, paths: list[str], preprocess: Preprocess, ar
     """Embeddings (rows in order) of the readable files of ``paths`` and their indices, from the per-file
     cache; files never seen in this feature space (by content) are extracted and cached, in chunks.
     ``weights``: :func:`backbone_hash` of ``model`` when the caller already knows it."""
-    store = FeatureStore(space_key(arch, weights or backbone_hash(model), preprocess, view))
+    by_view, indices = views_of_files(model, paths, preprocess, arch, (view,), batch_size=batch_size,
+                                      workers=workers, desc=desc, weights=weights)
+    return by_view[view], indices
+
+
+def views_of_files(model: nn.Module, paths: list[str], preprocess: Preprocess, arch: dict[str, Any],
+                   views: tuple[str, ...], *, batch_size: int = 64, workers: int = 0, desc: str = "features",
+                   weights: str | None = None) -> tuple[dict[str, torch.Tensor], list[int]]:
+    """:func:`file_features` for several views of ``VIEWS`` at once: each file is decoded once for all of them
+    (the mirrored view is the plain one's pixels flipped), so extracting both costs one decoding per file."""
+    weights = weights or backbone_hash(model)
+    stores = {v: FeatureStore(space_key(arch, weights, preprocess, v)) for v in views}
     digests = file_digests(paths)
-    found = store.get({d for d in digests if d})
+    found = {v: store.get({d for d in digests if d}) for v, store in stores.items()}
     todo: dict[str, str] = {}  # digest -> one path with that content
     for path, digest in zip(paths, digests):
         if digest is None:
             log.warning("skipped %s: cannot be read", path)
-        elif digest not in found:
+        elif any(digest not in found[v] for v in views):
             todo.setdefault(digest, path)
     if todo:
         start = time.perf_counter()
         items = list(todo.items())
+        together = set(views) == set(VIEWS)
         for at in range(0, len(items), EXTRACT_CHUNK):
             chunk = items[at:at + EXTRACT_CHUNK]
-            dataset = _Files([p for _, p in chunk], _transform(preprocess, view), preprocess.resize_size)
-            got = extract(model, dataset, batch_size, workers, desc=desc, collate_fn=_collate_readable)
+            transform = EvalPreset(preprocess) if together else _transform(preprocess, views[0])
+            dataset = _Files([p for _, p in chunk], transform, preprocess.resize_size)
+            got = extract(model, dataset, batch_size, workers, desc=desc, collate_fn=_collate_readable,
+                          mirrored=together)
             keys = [chunk[i][0] for i in got.labels.tolist()]
-            rows = got.features.numpy()
-            store.add(keys, rows)
-            found.update(zip(keys, rows))
+            rows = {"plain": got.features, "hflip": got.mirrored} if together else {views[0]: got.features}
+            for v, view_rows in rows.items():
+                new = [(k, row) for k, row in zip(keys, view_rows.numpy()) if k not in found[v]]
+                if new:
+                    stores[v].add([k for k, _ in new], np.stack([row for _, row in new]))
+                    found[v].update(new)
         log.info("%s: %d images from the cache, %d extracted in %.1f s (cache %s)", desc,
-                 len(paths) - len(todo), len(todo), time.perf_counter() - start, store.folder.parent)
+                 len(paths) - len(todo), len(todo), time.perf_counter() - start, stores[views[0]].folder.parent)
     else:
         log.info("%s: %d images from the cache", desc, len(paths))
-    indices = [i for i, d in enumerate(digests) if d in found]
+    indices = [i for i, d in enumerate(digests) if all(d in found[v] for v in views)]
     if not indices:
-        return torch.zeros(0, 0), []
-    return torch.from_numpy(np.stack([found[digests[i]] for i in indices])), indices
+        return {v: torch.zeros(0, 0) for v in views}, []
+    return {v: torch.from_numpy(np.stack([found[v][digests[i]] for i in indices])) for v in views}, indices
 
 
 def _load(path: os.PathLike) -> FeatureSet | None:
@@ -278,20 +306,23 @@ def _array_features(model: nn.Module, source: DataSource, split: str, preprocess
 
 
 def cached_features(model: nn.Module, source: DataSource, split: str, preprocess: Preprocess,
-                    arch: dict[str, Any], *, view: str = "plain", batch_size: int = 64,
+                    arch: dict[str, Any], *, view: str = "plain", mirrored: bool = False, batch_size: int = 64,
                     workers: int = 0) -> FeatureSet:
-    """The embeddings of ``split`` seen through ``view``: from the cache, or extracted and cached.
+    """The embeddings of ``split`` seen through ``view``: from the cache, or extracted and cached; with
+    ``mirrored`` the plain view's and, in ``FeatureSet.mirrored``, the mirrored view's, from one decoding.
 
     A file that cannot be decoded takes the embedding and label of the next readable sample, as
     :class:`ImageFileDataset` does for images, so the set keeps one row per sample."""
-    desc = f"features {split}" + (f" ({view})" if view != "plain" else "")
+    views = VIEWS if mirrored else (view,)
+    desc = f"features {split}" + (f" ({' and '.join(views)})" if views != ("plain",) else "")
     if split in source.arrays:
-        return _array_features(model, source, split, preprocess, arch, view, batch_size, workers, desc)
+        found = [_array_features(model, source, split, preprocess, arch, v, batch_size, workers, desc) for v in views]
+        return FeatureSet(found[0].features, found[0].labels, mirrored=found[1].features if mirrored else None)
     if split not in source.splits:
         raise DataError(f"{source.spec} has no {split} split; it has {', '.join(source.splits)}")
     samples = source.files[split]
     # Same decoding as evaluation (draft size included), so cached val features score as evaluate does.
-    features, readable = file_features(model, [p for p, _ in samples], preprocess, arch, view=view,
+    by_view, readable = views_of_files(model, [p for p, _ in samples], preprocess, arch, views,
                                        batch_size=batch_size, workers=workers, desc=desc)
     if not readable:
         raise DataError("no image in this split can be decoded")
@@ -303,7 +334,9 @@ def cached_features(model: nn.Module, source: DataSource, split: str, preprocess
         labels = torch.stack([multi_hot(samples[readable[r]][1]) for r in rows]).long()
     else:
         labels = torch.tensor([samples[readable[r]][1] for r in rows], dtype=torch.long)
-    return FeatureSet(features[torch.tensor(rows)] if len(readable) < count else features, labels)
+    picked = {v: features[torch.tensor(rows)] if len(readable) < count else features
+              for v, features in by_view.items()}
+    return FeatureSet(picked[views[0]], labels, mirrored=picked["hflip"] if mirrored else None)
 
 
 def head_matches_model(model: nn.Module, dataset: Any) -> bool:
@@ -320,9 +353,8 @@ def train_val_features(model: nn.Module, source: DataSource, preprocess: Preproc
                        mirror: bool, batch_size: int, workers: int) -> tuple[FeatureSet, FeatureSet]:
     """Train embeddings (plus a mirrored copy when ``mirror``) and val embeddings."""
     settings = {"batch_size": batch_size, "workers": workers}
-    train = cached_features(model, source, "train", preprocess, arch, **settings)
-    if mirror:
-        flipped = cached_features(model, source, "train", preprocess, arch, view="hflip", **settings)
-        train = FeatureSet(torch.cat([train.features, flipped.features]), torch.cat([train.labels, flipped.labels]))
+    train = cached_features(model, source, "train", preprocess, arch, mirrored=mirror, **settings)
+    if train.mirrored is not None:
+        train = FeatureSet(torch.cat([train.features, train.mirrored]), torch.cat([train.labels, train.labels]))
     val = cached_features(model, source, "val", preprocess, arch, **settings)
     return train, val

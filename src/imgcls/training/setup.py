@@ -230,8 +230,8 @@ def make_datamodule(config: TrainConfig, source: DataSource, created: CreatedMod
 
 def mirror_features(config: TrainConfig) -> bool:
     """Cache a mirrored copy of each training image too? Only with --augment standard (and --hflip): on
-    ants/bees it steadied the last epochs (+0.5% val acc, mean of 10 seeds) but not the best epoch, for
-    twice the extraction time of the train split."""
+    ants/bees it steadied the last epochs (+0.5% val acc, mean of 10 seeds) but not the best epoch, for a
+    second forward pass over the train split (the mirrored copy is flipped from the same decoded pixels)."""
     return config.hflip and config.augment == "standard"
 
 
