@@ -1,7 +1,7 @@
 """Training wall time: the seeds' plain transfer-learning loop vs `imgcls train`, whole processes side by side.
 
     python benchmarks/train_speed.py [DATA] [--mode fe|finetune|staged|all] [--epochs N] [--img-size 224]
-                                     [--skip-plain] [--timm]
+                                     [--skip-plain] [--timm] [--repeat N]
 
 The plain recipe is what the seeds (004, and the PyTorch transfer-learning tutorial it follows) write:
 torchvision ImageFolder + PIL transforms (RandomResizedCrop + flip / Resize + CenterCrop) + DataLoader
@@ -25,6 +25,7 @@ import argparse
 import copy
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -126,20 +127,24 @@ def timed(command: list[str], env: dict[str, str]) -> tuple[float, str]:
 
 
 def compare(data: str, mode: str, epochs: int, img_size: int, workers: int, skip_plain: bool,
-            peer: bool = False) -> dict:
+            peer: bool = False, repeat: int = 1) -> dict:
     env = {**os.environ, "PYTHONPATH": str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    row: dict = {"mode": mode, "epochs": epochs, "img_size": img_size}
-    with tempfile.TemporaryDirectory() as tmp:
-        env["IMGCLS_CACHE"] = str(Path(tmp) / "cache")  # cold: feature extraction is part of the time
-        command = [sys.executable, "-m", "imgcls", "train", data, "--model", "efficientnet_lite0",
-                   "--strategy", STRATEGY[mode], "--epochs", str(epochs), "--img-size", str(img_size),
-                   "--out", tmp, "--name", mode]
-        row["imgcls_s"], stdout = timed(command, env)
-        metrics = json.loads((Path(stdout.strip().splitlines()[-1]) / "metrics.json").read_text())
-        row["imgcls_acc"] = metrics["best_val_acc"]
-        print(f"imgcls {mode}: {row['imgcls_s']:.1f} s, best_val_acc {row['imgcls_acc']:.4f}", file=sys.stderr,
-              flush=True)
-        if peer and mode == "finetune":
+    row: dict = {"mode": mode, "epochs": epochs, "img_size": img_size, "imgcls_runs": []}
+    for attempt in range(repeat):
+        with tempfile.TemporaryDirectory() as tmp:
+            env["IMGCLS_CACHE"] = str(Path(tmp) / "cache")  # cold: feature extraction is part of the time
+            command = [sys.executable, "-m", "imgcls", "train", data, "--model", "efficientnet_lite0",
+                       "--strategy", STRATEGY[mode], "--epochs", str(epochs), "--img-size", str(img_size),
+                       "--out", tmp, "--name", mode]
+            seconds, stdout = timed(command, env)
+            metrics = json.loads((Path(stdout.strip().splitlines()[-1]) / "metrics.json").read_text())
+            row["imgcls_runs"].append(seconds)
+            row["imgcls_acc"] = metrics["best_val_acc"]
+            print(f"imgcls {mode} run {attempt + 1}/{repeat}: {seconds:.1f} s, best_val_acc {row['imgcls_acc']:.4f}",
+                  file=sys.stderr, flush=True)
+    row["imgcls_s"] = statistics.median(row["imgcls_runs"])
+    if peer and mode == "finetune":
+        with tempfile.TemporaryDirectory() as tmp:
             row["timm_s"], row["timm_acc"] = timm_peer(data, epochs, Path(tmp), env)
             print(f"timm train.py: {row['timm_s']:.1f} s ({row['timm_s'] / row['imgcls_s']:.2f}x imgcls's time), "
                   f"best val top-1 {row['timm_acc']:.4f}", flush=True)
@@ -162,6 +167,9 @@ def main() -> None:
     parser.add_argument("--plain-workers", type=int, default=4, help="the tutorial's num_workers (4)")
     parser.add_argument("--skip-plain", action="store_true", help="skip the seeds' loop")
     parser.add_argument("--timm", action="store_true", help="fine-tuning: timm's train.py too (see above)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="imgcls runs per mode, each with cold caches: the median is compared, the range shown "
+                             "(whole-process times move by seconds from run to run on a shared machine)")
     parser.add_argument("--plain", choices=["fe", "finetune"], help=argparse.SUPPRESS)  # the plain child process
     args = parser.parse_args()
     if args.plain:
@@ -173,12 +181,14 @@ def main() -> None:
     print(f"{'mode':9} {'epochs':>6} {'plain s':>9} {'imgcls s':>9} {'speedup':>8} {'plain acc':>10} {'imgcls acc':>10}")
     for mode in modes:
         row = compare(args.data, mode, args.epochs or DEFAULT_EPOCHS[mode], args.img_size, args.plain_workers,
-                      args.skip_plain, args.timm)
+                      args.skip_plain, args.timm, max(1, args.repeat))
         plain_s = f"{row['plain_s']:9.1f}" if "plain_s" in row else f"{'-':>9}"
         speedup = f"{row['speedup']:7.1f}x" if "speedup" in row else f"{'-':>8}"
         plain_acc = f"{row['plain_acc']:10.4f}" if "plain_acc" in row else f"{'-':>10}"
+        runs = row["imgcls_runs"]
+        spread = f"  (imgcls median of {len(runs)}: {min(runs):.1f}-{max(runs):.1f} s)" if len(runs) > 1 else ""
         print(f"{mode:9} {row['epochs']:6d} {plain_s} {row['imgcls_s']:9.1f} {speedup} {plain_acc} "
-              f"{row['imgcls_acc']:10.4f}", flush=True)
+              f"{row['imgcls_acc']:10.4f}{spread}", flush=True)
 
 
 if __name__ == "__main__":
