@@ -150,14 +150,13 @@ def extract(model: nn.Module, dataset: Any, batch_size: int, workers: int, desc:
                     if try_fast:
                         fast, try_fast = embedder_for(model, images), False
                     if fast is not None:
-                        features.append(fast(images))
+                        embedded = fast(images)
                     else:
                         images = images.contiguous(memory_format=torch.channels_last)
-                        features.append(forward_in_slices(partial(embed, model), images,
-                                                          device.type == "cpu").float().cpu())
+                        embedded = forward_in_slices(partial(embed, model), images, device.type == "cpu").float().cpu()
+                    # mirrored: (plain, mirrored) rows of this batch
+                    features.append(embedded.view(2, len(targets), -1) if mirrored else embedded)
                     labels.append(torch.as_tensor(targets))
-                    if mirrored:  # (plain, mirrored) rows of this batch
-                        features[-1] = features[-1].view(2, len(targets), -1)
                 bar.update(min(batch_size, len(dataset) - bar.done))
         finally:
             if fast is not None:
