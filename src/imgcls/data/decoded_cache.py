@@ -1,13 +1,16 @@
 """The decoded-image cache: decode every photo once, then augment from uint8 pixels every epoch.
 
 Large JPEGs cost far more to decode than the network spends on them at 224 px. The cache decodes each
-file once (JPEG draft mode: the decoder itself scales down by 2/4/8), resizes it so its shorter side is
-``side`` (the eval resize size, e.g. 256 for a 224 input) and its longer side at most 1.5x that (3:2
-photos, either orientation, are kept whole so RandomResizedCrop sees the full frame; wider panoramas lose
-their outer edges to a centre crop), and keeps the uint8 pixels. Every epoch then only crops and flips uint8
-tensors; normalisation happens on the whole batch after it reaches the device.
+file once (JPEG draft mode: the decoder itself scales down by 2/4/8), resizes it as evaluation does (the
+shorter side to the eval resize size, e.g. 256 for a 224 input, with the model's interpolation), keeps its
+longer side at most 1.5x that (3:2 photos, either orientation, stay whole so RandomResizedCrop sees the full
+frame; wider ones, 16:9 phone photos among them, lose outer edges that the eval centre crop never reaches),
+and keeps the uint8 pixels. Every epoch then only crops and flips uint8 tensors; normalisation happens on the
+whole batch after it reaches the device. The val pixels read from the cache are those ``imgcls predict`` and
+``evaluate`` compute from the file, bit for bit: the accuracy an epoch reports is the one the model has.
 
-Layout: one ``.npy`` file (HWC uint8) per image under ``$IMGCLS_CACHE/decoded/LAYOUT-SIDE/ab/DIGEST.npy``,
+Layout: one ``.npy`` file (HWC uint8) per image under
+``$IMGCLS_CACHE/decoded/LAYOUT-SIDE-CROP-INTERPOLATION/ab/DIGEST.npy``,
 keyed by the digest of the file's bytes (as the feature cache is): adding, removing, renaming or moving
 photos between class folders, or splitting differently, decodes only the files never seen at this size,
 and a changed file gets a new entry. Each entry is written under a temporary name and renamed into place,
@@ -24,12 +27,12 @@ import shutil
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
+from torchvision.transforms.v2 import functional as F
 
 from imgcls.cache import cache_dir
 from imgcls.data.filecheck import file_digests
@@ -37,9 +40,12 @@ from imgcls.data.images import ImageLoadError, load_image
 from imgcls.errors import DataError
 from imgcls.runtime import usable_cpus
 
+if TYPE_CHECKING:
+    from imgcls.data.presets import Preprocess
+
 log = logging.getLogger(__name__)
 
-LAYOUT = "file-hwc-u8-v2"
+LAYOUT = "file-hwc-u8-v3"
 MAX_ASPECT = 1.5  # 3:2 photos fit whole; wider ones are centre-cropped to this
 
 
@@ -53,27 +59,36 @@ def slot_bytes(side: int) -> int:
     return short * long * 3
 
 
-def store_dir(side: int) -> Path:
-    """The folder of every image decoded at ``side``."""
-    return cache_dir("decoded", f"{LAYOUT}-{side}")
+def store_dir(pre: Preprocess) -> Path:
+    """The folder of every image decoded for ``pre``'s eval geometry."""
+    return cache_dir("decoded", f"{LAYOUT}-{pre.resize_size}-{pre.img_size}-{pre.interpolation_mode.value}")
 
 
-def entry_path(digest: str, side: int) -> Path:
-    return store_dir(side) / digest[:2] / f"{digest}.npy"
+def entry_path(digest: str, pre: Preprocess) -> Path:
+    return store_dir(pre) / digest[:2] / f"{digest}.npy"
 
 
-def decode_for_cache(path: str, side: int) -> np.ndarray:
-    """HWC uint8 pixels with the shorter side ``side`` and the longer side at most 1.5x that."""
-    image = load_image(path, draft_size=side)
-    width, height = image.size
-    scale = side / min(width, height)
-    size = (max(side, round(width * scale)), max(side, round(height * scale)))
-    image = image.resize(size, Image.Resampling.BICUBIC, reducing_gap=3.0)
+def _kept_start(length: int, kept: int, crop: int) -> int:
+    """Where to start keeping ``kept`` of ``length`` pixels so that a centre crop of ``crop`` from what is kept
+    is the centre crop of ``crop`` from the whole (torchvision's rounding of each centre crop's offset)."""
+    offset = int(round((length - crop) / 2.0)) - int(round((kept - crop) / 2.0))
+    return min(max(0, offset), length - kept)
+
+
+def decode_for_cache(path: str, pre: Preprocess) -> np.ndarray:
+    """HWC uint8 pixels: the file resized as ``pre``'s evaluation does, the longer side at most 1.5x the shorter."""
+    side = pre.resize_size
+    pixels = F.resize(F.pil_to_tensor(load_image(path, draft_size=side)), [side],
+                      interpolation=pre.interpolation_mode, antialias=True)
     _, long = slot_shape(side)
-    if max(size) > long:  # wider than 3:2: keep the centre
-        left, top = (size[0] - long) // 2 if size[0] > long else 0, (size[1] - long) // 2 if size[1] > long else 0
-        image = image.crop((left, top, left + min(size[0], long), top + min(size[1], long)))
-    return np.asarray(image, dtype=np.uint8)
+    height, width = pixels.shape[-2:]
+    if height > long:
+        top = _kept_start(height, long, pre.img_size)
+        pixels = pixels[:, top:top + long]
+    if width > long:
+        left = _kept_start(width, long, pre.img_size)
+        pixels = pixels[:, :, left:left + long]
+    return np.ascontiguousarray(pixels.permute(1, 2, 0).numpy())
 
 
 def _free_bytes(folder: Path) -> int:
@@ -95,28 +110,28 @@ def _save_entry(pixels: np.ndarray, target: Path) -> None:
         raise
 
 
-def _decode_entries(job: tuple[list[tuple[str, str]], int]) -> list[tuple[str, str]]:
+def _decode_entries(job: tuple[list[tuple[str, str]], Preprocess]) -> list[tuple[str, str]]:
     """Decode (digest, path) pairs into their entries; returns (path, problem) of those that cannot be decoded.
     Each worker writes its own files: no pixels travel between processes."""
-    pairs, side = job
+    pairs, pre = job
     failed = []
     for digest, path in pairs:
         try:
-            pixels = decode_for_cache(path, side)
+            pixels = decode_for_cache(path, pre)
         except ImageLoadError as exc:
             failed.append((path, exc.detail))
             continue
-        _save_entry(pixels, entry_path(digest, side))
+        _save_entry(pixels, entry_path(digest, pre))
     return failed
 
 
-def build(todo: dict[str, str], side: int, workers: int) -> None:
-    """Decode ``todo`` (digest -> one path with that content) into the store at ``side``."""
+def build(todo: dict[str, str], pre: Preprocess, workers: int) -> None:
+    """Decode ``todo`` (digest -> one path with that content) into ``pre``'s store."""
     from imgcls.progress import Progress
 
     pairs = list(todo.items())
     chunk = 16
-    jobs = [(pairs[i:i + chunk], side) for i in range(0, len(pairs), chunk)]
+    jobs = [(pairs[i:i + chunk], pre) for i in range(0, len(pairs), chunk)]
     bar = Progress("decoding images into the cache", len(pairs))
     failed: list[tuple[str, str]] = []
     with ProcessPoolExecutor(max(1, min(workers, len(jobs)))) as pool:
@@ -128,13 +143,13 @@ def build(todo: dict[str, str], side: int, workers: int) -> None:
         log.warning("skipped %s: cannot be decoded (%s)", path, problem)
 
 
-def open_or_build(paths: Sequence[str], side: int, workers: int = 1) -> list[Path | None]:
-    """Each file's entry at this size (None: unreadable), decoding first the files that have none."""
+def open_or_build(paths: Sequence[str], pre: Preprocess, workers: int = 1) -> list[Path | None]:
+    """Each file's entry for ``pre`` (None: unreadable), decoding first the files that have none."""
     digests = file_digests(paths)
-    entries = [None if d is None else entry_path(d, side) for d in digests]
+    entries = [None if d is None else entry_path(d, pre) for d in digests]
     todo = {d: p for d, p, e in zip(digests, paths, entries) if e is not None and not e.is_file()}
     if todo:
-        folder = store_dir(side)
+        folder, side = store_dir(pre), pre.resize_size
         need = len(todo) * slot_bytes(side)
         try:
             free = _free_bytes(folder)
@@ -144,7 +159,7 @@ def open_or_build(paths: Sequence[str], side: int, workers: int = 1) -> list[Pat
                                 f"--cache off")
             log.info("decoded-image cache: decoding %d of %d images once at %d px (%.2f GiB at most) into %s",
                      len(todo), len(paths), side, need / 2**30, folder)
-            build(todo, side, workers)
+            build(todo, pre, workers)
         except OSError as exc:
             raise DataError(f"cannot write the decoded-image cache in {folder} ({exc.strerror or exc}); "
                             f"point IMGCLS_CACHE at a writable disk with space, or use --cache off") from None
@@ -214,7 +229,7 @@ def should_cache(mode: str, paths: Sequence[str] | None, side: int, typical_side
 
 def cached_dataset(source: Any, pre: Any, split: str, transform: Any) -> Dataset:
     """``split`` of ``source`` (a DataSource of image files) read from the cache through ``transform``."""
-    return DecodedImageDataset(open_or_build(source.paths(split), pre.resize_size, usable_cpus()),
+    return DecodedImageDataset(open_or_build(source.paths(split), pre, usable_cpus()),
                                source.labels(split), transform)
 
 
