@@ -134,7 +134,10 @@ def build(todo: dict[str, str], pre: Preprocess, workers: int) -> None:
     jobs = [(pairs[i:i + chunk], pre) for i in range(0, len(pairs), chunk)]
     bar = Progress("decoding images into the cache", len(pairs))
     failed: list[tuple[str, str]] = []
-    with ProcessPoolExecutor(max(1, min(workers, len(jobs)))) as pool:
+    # one thread per worker process: the workers already fill the cores, and torch's resize would otherwise start
+    # a thread per core in each of them
+    with ProcessPoolExecutor(max(1, min(workers, len(jobs))), initializer=torch.set_num_threads,
+                             initargs=(1,)) as pool:
         for job, problems in zip(jobs, pool.map(_decode_entries, jobs)):
             failed += problems
             bar.update(len(job[0]))
