@@ -41,7 +41,8 @@ def test_each_image_keeps_its_shape_up_to_3_to_2(tmp_path: Path) -> None:
                                      transform=lambda x: x)
     shapes = [tuple(dataset.pixels(i).shape) for i in range(4)]
     assert shapes == [(3, 64, 96), (3, 96, 64), (3, 64, 96), (3, 64, 85)]  # the 3:1 panorama keeps its centre
-    assert torch.equal(dataset.pixels(1), torch.from_numpy(dc.decode_for_cache(paths[1], _pre(64)).copy()).permute(2, 0, 1))
+    assert torch.equal(dataset.pixels(1),
+                       torch.from_numpy(dc.decode_for_cache(paths[1], _pre(64)).copy()).permute(2, 0, 1))
 
 
 def _decoded(caplog: pytest.LogCaptureFixture) -> int:

@@ -27,21 +27,19 @@ import shutil
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
-from torchvision.transforms.v2 import functional as F
+from torchvision.transforms import v2
 
 from imgcls.cache import cache_dir
 from imgcls.data.filecheck import file_digests
 from imgcls.data.images import ImageLoadError, load_image
+from imgcls.data.presets import Preprocess, UInt8EvalPreset, UInt8TrainPreset, eval_resize_steps
 from imgcls.errors import DataError
 from imgcls.runtime import usable_cpus
-
-if TYPE_CHECKING:
-    from imgcls.data.presets import Preprocess
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +75,8 @@ def _kept_start(length: int, kept: int, crop: int) -> int:
 
 def decode_for_cache(path: str, pre: Preprocess) -> np.ndarray:
     """HWC uint8 pixels: the file resized as ``pre``'s evaluation does, the longer side at most 1.5x the shorter."""
-    side = pre.resize_size
-    pixels = F.resize(F.pil_to_tensor(load_image(path, draft_size=side)), [side],
-                      interpolation=pre.interpolation_mode, antialias=True)
-    _, long = slot_shape(side)
+    pixels = v2.Compose(eval_resize_steps(pre))(load_image(path, draft_size=pre.resize_size))
+    _, long = slot_shape(pre.resize_size)
     height, width = pixels.shape[-2:]
     if height > long:
         top = _kept_start(height, long, pre.img_size)
@@ -238,8 +234,6 @@ def cached_dataset(source: Any, pre: Any, split: str, transform: Any) -> Dataset
 
 def cached_datasets(source: Any, pre: Any, augment: str, hflip: bool) -> tuple[Dataset, dict[str, Dataset]]:
     """Train and eval datasets of ``source`` read from the cache."""
-    from imgcls.data.presets import UInt8EvalPreset, UInt8TrainPreset
-
     evals = {split: cached_dataset(source, pre, split, UInt8EvalPreset(pre)) for split in ("val", "test")
              if split in source.splits}
     return cached_dataset(source, pre, "train", UInt8TrainPreset(pre, augment, hflip)), evals

@@ -66,11 +66,16 @@ class EvalPreset:
         return self.transform(image)
 
 
+def eval_resize_steps(pre: Preprocess) -> list[Any]:
+    """The evaluation picture before its centre crop, as a uint8 tensor: shorter side resized (the decoded-image
+    cache stores this, so that its val crops are these)."""
+    return [v2.PILToTensor(),  # tensors pass through
+            v2.Resize(pre.resize_size, interpolation=pre.interpolation_mode, antialias=True)]
+
+
 def eval_steps(pre: Preprocess) -> list[Any]:
     """The evaluation picture as a uint8 tensor (from a PIL image or a tensor): shorter side resized, centre crop."""
-    return [v2.PILToTensor(),  # tensors pass through
-            v2.Resize(pre.resize_size, interpolation=pre.interpolation_mode, antialias=True),
-            v2.CenterCrop(pre.img_size)]
+    return [*eval_resize_steps(pre), v2.CenterCrop(pre.img_size)]
 
 
 def train_steps(pre: Preprocess, augment: str = "standard", hflip: bool = True) -> list[Any]:
