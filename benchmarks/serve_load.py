@@ -134,17 +134,15 @@ def load(url: str, photos: list[Path], clients: int, requests: int) -> dict:
         connection, results = http.client.HTTPConnection(host, int(port), timeout=120), []
         for body, content_type, expected in shard:
             start = time.perf_counter()
-            try:
-                status, data = send(connection, body, content_type)
-            except (ConnectionError, http.client.HTTPException):  # the server closed the connection: once more
-                connection.close()
-                connection = http.client.HTTPConnection(host, int(port), timeout=120)
+            for _ in range(2):  # the server may have closed the connection: once more on a new one
                 try:
                     status, data = send(connection, body, content_type)
+                    break
                 except (ConnectionError, http.client.HTTPException):
-                    status, data = 0, b"{}"
                     connection.close()
                     connection = http.client.HTTPConnection(host, int(port), timeout=120)
+            else:
+                status, data = 0, b"{}"
             try:
                 answered = json.loads(data)
             except ValueError:
