@@ -40,11 +40,13 @@ class Classifier:
         """Train on DATA with options named as the flags of ``imgcls train`` (snake_case); returns the
         best model of the new run. ``config`` is a YAML file of the same settings (options win)."""
         from imgcls.data.cifar import is_cifar10_spec  # light modules: no torch yet
-        from imgcls.data.folders import data_folder
+        from imgcls.data.folders import data_folder, start_checking
 
         settings = load_train_config(config, data=str(data) if data is not None else None, **options)
         if settings.data and not is_cifar10_spec(settings.data):
-            data_folder(settings.data)  # a mistyped path fails in a second, before torch and Lightning load
+            # a mistyped path fails in a second, before torch and Lightning load; while they load, the
+            # images are checked on the other core
+            start_checking(data_folder(settings.data))
         from imgcls.training.fit import train  # after validation: a typo fails before torch loads
 
         return cls.load(train(settings).path)

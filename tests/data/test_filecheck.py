@@ -74,3 +74,48 @@ def test_flat_pictures_are_not_near_duplicates_of_each_other(tmp_path):
     records = {r.path: r for r in inspect_files([str(p) for p in paths], workers=1)}
     usable = {"train": {"a": [str(paths[0]), str(paths[2])], "b": [str(paths[1])]}}
     assert similar.duplicate_problems(usable, records) == []
+
+
+BACKGROUND_CHECK = """
+import json, sys
+from pathlib import Path
+from imgcls.data import filecheck, folders
+root = Path(sys.argv[1])
+folders.start_checking(root)
+forked = filecheck._background is not None  # a fresh interpreter without torch: the check forks
+paths = sorted(str(p) for p in root.rglob("*.*"))
+records = [r.to_dict() for r in filecheck.inspect_files(paths, workers=1)]
+print(json.dumps({"forked": forked, "records": records}))
+"""
+
+
+def _background_records(root, cache):  # noqa: ANN001, ANN202
+    import json
+    import subprocess
+    import sys
+
+    env = {**os.environ, "IMGCLS_CACHE": str(cache)}
+    result = subprocess.run([sys.executable, "-c", BACKGROUND_CHECK, str(root)], env=env, capture_output=True,
+                            text=True, check=True)
+    return json.loads(result.stdout)
+
+
+def test_the_check_begun_before_torch_loads_gives_the_records_of_a_plain_check(tmp_path):
+    root = tmp_path / "data"
+    for split, cls in (("train", "cat"), ("train", "dog"), ("val", "cat")):
+        (root / split / cls).mkdir(parents=True)
+        for i in range(3):
+            _photo(root / split / cls / f"{i}.jpg", seed=i + len(cls))
+    (root / "train" / "dog" / "text.jpg").write_text("not a picture")
+    (root / "train" / "cat" / "cut.jpg").write_bytes((root / "val" / "cat" / "0.jpg").read_bytes()[:300])
+    paths = sorted(str(p) for p in root.rglob("*.*"))
+    filecheck._memory.clear()
+    plain = [r.to_dict() for r in inspect_files(paths, workers=1)]
+    assert {r["kind"] for r in plain} == {None, "not-an-image", "corrupt"}
+
+    background = _background_records(root, tmp_path / "cache")
+    assert background["forked"] and background["records"] == plain
+    # a cache that cannot be written loses the background's work, not its answer
+    (tmp_path / "not-a-folder").write_text("")
+    unwritable = _background_records(root, tmp_path / "not-a-folder")
+    assert unwritable["forked"] and unwritable["records"] == plain

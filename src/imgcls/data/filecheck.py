@@ -16,6 +16,9 @@ import hashlib
 import logging
 import multiprocessing
 import os
+import signal
+import sys
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, fields
@@ -184,7 +187,48 @@ def inspect_files(paths: Sequence[str], decode: bool = True, workers: int | None
                   progress: Progress | None = None) -> list[FileRecord]:
     """A record per path, in order: from the cache where the file is unchanged, else computed
     (in worker processes when there are many)."""
-    paths = [str(p) for p in paths]
+    wait_for_background_check()
+    return _inspect_files([str(p) for p in paths], decode, workers, progress)
+
+
+_background: multiprocessing.process.BaseProcess | None = None
+
+
+def check_in_background(paths: Sequence[str]) -> None:
+    """Start decoding ``paths``' records in a forked process and return; the next :func:`inspect_files` waits
+    for it and reads them from the cache it wrote. ``imgcls train`` starts it before torch, Lightning and timm
+    load: importing them keeps one core busy for seconds, and the check fills the other (a thread would wait
+    on the imports' GIL). Only where forking is safe: on Linux, before any thread starts; for up to
+    ``PARALLEL_MIN_FILES`` files (more are checked in worker processes, with progress)."""
+    global _background
+    wait_for_background_check()
+    # torch loaded means there are no imports left to overlap, and native threads a fork would copy
+    if sys.platform != "linux" or threading.active_count() > 1 or "torch" in sys.modules:
+        return
+    paths = [str(p) for p in paths][:PARALLEL_MIN_FILES]
+    _background = multiprocessing.get_context("fork").Process(target=_check_quietly, args=(paths,),
+                                                              name="imgcls-filecheck", daemon=True)
+    _background.start()
+
+
+def _check_quietly(paths: list[str]) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to report; it ends this daemon
+    logging.disable(logging.INFO)  # the parent tells what its own check finds
+    try:
+        _inspect_files(paths, decode=True, workers=1, progress=None)
+    except Exception:  # noqa: BLE001, S110 - the check that waits for this one repeats and reports it
+        pass
+
+
+def wait_for_background_check() -> None:
+    global _background
+    if _background is not None:
+        _background.join()
+        _background = None
+
+
+def _inspect_files(paths: list[str], decode: bool, workers: int | None,
+                   progress: Progress | None) -> list[FileRecord]:
     records = _cached(paths, decode)
     todo = [p for p in paths if p not in records]
     workers = default_workers() if workers is None else max(1, workers)

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from imgcls.data.filecheck import FULL_CHECK_LIMIT, inspect_files
+from imgcls.data.filecheck import FULL_CHECK_LIMIT, PARALLEL_MIN_FILES, check_in_background, inspect_files
 from imgcls.data.images import is_image_file
 from imgcls.errors import DataError
 
@@ -84,6 +84,19 @@ def walk_files(folder: Path) -> tuple[list[str], list[str]]:
         for name in sorted(filenames):
             (images if is_image_file(name) else ignored).append(os.path.join(dirpath, name))
     return images, ignored
+
+
+def start_checking(root: Path) -> None:
+    """Begin checking the images under ``root`` in the background (:func:`check_in_background`), for a folder
+    of at most ``PARALLEL_MIN_FILES`` images; their paths are spelled as :func:`scan_folder` spells them."""
+    images: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith((".", "__")))
+        images += (os.path.join(dirpath, name) for name in sorted(filenames) if is_image_file(name))
+        if len(images) > PARALLEL_MIN_FILES:
+            return
+    if images:
+        check_in_background(images)
 
 
 def class_files(folder: Path) -> tuple[list[str], list[str]]:
