@@ -92,3 +92,37 @@ def test_user_mistakes_exit_2_with_one_message(args: list[str], named: str, tiny
     assert result.returncode == 2, result.stderr
     assert named in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_file_names_that_are_not_utf8_train_predict_sort_and_embed(tiny_data: Path, tmp_path: Path) -> None:
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    import pyarrow.parquet as pq
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data)
+    odd = {}
+    for split in ("train", "val"):
+        first = sorted((data / split / "checker").iterdir())[0]
+        odd[split] = os.fsdecode(os.fsencode(first.parent) + b"/caf\xe9 " + split.encode() + b".png")  # Latin-1
+        os.rename(first, odd[split])
+    result = run_cli("train", data, "--model", "small_cnn", "--epochs", "1", "--workers", "0", "--out",
+                     tmp_path / "runs", "--name", "odd", check=True)
+    run = Path(result.stdout.strip().splitlines()[-1])
+    predictions, sorted_into = tmp_path / "p.csv", tmp_path / "sorted"
+    for extra in (["--csv", predictions], ["--sort-into", sorted_into], ["--topk", "1"]):
+        done = subprocess.run([sys.executable, "-m", "imgcls", "predict", run, data / "val", *extra],
+                              capture_output=True, timeout=300)
+        assert done.returncode == 0, done.stderr.decode(errors="replace")
+        assert os.fsencode(odd["val"]) in done.stdout + predictions.read_bytes()  # the name as it is on disk
+    assert any(p.name == Path(odd["val"]).name for p in sorted_into.rglob("*.png"))
+    for out in ("e.parquet", "e.npy"):
+        run_cli("embed", run, data / "val", "--out", tmp_path / out, check=True)
+    assert os.fsencode(odd["val"]) in (tmp_path / "e.csv").read_bytes()
+    names = pq.read_table(tmp_path / "e.parquet").column("path").to_pylist()
+    assert Path(odd["val"]).name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace") in {
+        Path(n).name for n in names}

@@ -24,5 +24,6 @@ DIGEST_BYTES = 16
 
 def content_key(*parts: Any) -> str:
     """A short stable hash of JSON-serialisable parts (dict key order does not matter)."""
-    blob = json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str).encode("utf-8")
+    # surrogateescape: a file name that is not UTF-8 hashes as its bytes
+    blob = json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str).encode("utf-8", "surrogateescape")
     return hashlib.sha256(blob).hexdigest()[:24]

@@ -99,11 +99,25 @@ def atomic_copy(source: Path, target: Path) -> None:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+    """UTF-8; a file name in ``text`` that is not UTF-8 shows its odd bytes as ``\\xNN`` (:func:`utf8_name`)."""
+    atomic_write_bytes(path, text.encode("utf-8", "backslashreplace"))
+
+
+def utf8_name(path: str) -> str:
+    """``path`` as valid UTF-8 text: a file name that is not (Python keeps its bytes as lone surrogates) gets
+    ``\\xNN`` escapes for those bytes, as ``ls -b`` shows it; for formats that hold only UTF-8."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def write_json(path: Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    """Names in any script as they are; a file name that is not valid UTF-8 (Python keeps its bytes as lone
+    surrogates) makes the whole file ASCII, with ``\\u`` escapes that read back as the same name."""
+    text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    try:
+        encoded = text.encode("utf-8")
+    except UnicodeEncodeError:
+        encoded = (json.dumps(data, indent=2, ensure_ascii=True) + "\n").encode("ascii")
+    atomic_write_bytes(path, encoded)
 
 
 def read_json(path: Path) -> Any:

@@ -13,6 +13,7 @@ from typing import Any
 
 from imgcls.evaluation.fonts import font_face_css
 from imgcls.evaluation.gallery import ShownImage
+from imgcls.rundir import utf8_name
 
 STYLE = """
 body{font-family:"imgcls-hangul",system-ui,-apple-system,"Segoe UI",sans-serif;
@@ -136,6 +137,7 @@ def gallery(images: list[ShownImage]) -> str:
 
 def page(title: str, body: str) -> str:
     """The whole document; Korean (any non-ASCII text) gets an embedded font cut to the characters used."""
+    title, body = utf8_name(title), utf8_name(body)  # file names that are not UTF-8, shown with \xNN escapes
     fonts = font_face_css(title + body)
     return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
             f"<meta name='viewport' content='width=device-width,initial-scale=1'><title>{esc(title)}</title>"

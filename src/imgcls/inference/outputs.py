@@ -66,7 +66,8 @@ class PredictionCsv:
         except OSError as exc:
             raise _write_error(self.path, exc) from None
         self.tmp = Path(tmp)
-        self.handle: IO[str] = os.fdopen(fd, "w", newline="", encoding="utf-8")
+        # errors: a file name that is not UTF-8 is written as its bytes, so the row names the very file
+        self.handle: IO[str] = os.fdopen(fd, "w", newline="", encoding="utf-8", errors="surrogateescape")
         self.writer = csv.writer(self.handle)
         self.rows = 0
         self._write(CSV_COLUMNS)
@@ -141,7 +142,8 @@ class Sorter:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             new = not manifest.exists()
-            self.manifest: IO[str] = open(manifest, "a", newline="", encoding="utf-8")  # noqa: SIM115
+            self.manifest: IO[str] = open(manifest, "a", newline="", encoding="utf-8",  # noqa: SIM115
+                                          errors="surrogateescape")  # as PredictionCsv's
         except OSError as exc:
             raise _write_error(manifest, exc) from None
         self.writer = csv.writer(self.manifest)

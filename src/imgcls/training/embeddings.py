@@ -24,7 +24,7 @@ from imgcls.data.presets import Preprocess
 from imgcls.errors import CheckpointError, DataError, ImgclsError, ModelError
 from imgcls.inference.predictor import expand_image_paths, resolve_model_path
 from imgcls.models.checkpoint import load_checkpoint
-from imgcls.rundir import atomic_write_bytes
+from imgcls.rundir import atomic_write_bytes, utf8_name
 from imgcls.runtime import cpu_loader_workers
 from imgcls.training.features import backbone_hash, file_features, supports_cached_features
 
@@ -96,7 +96,8 @@ def write_embeddings(embeddings: Embeddings, out: str | Path) -> list[Path]:
         writer.writerow(["row", "path"])
         writer.writerows(enumerate(embeddings.paths))
         atomic_write_bytes(out, buffer.getvalue())
-        atomic_write_bytes(out.with_suffix(".csv"), index.getvalue().encode("utf-8"))
+        # a name that is not UTF-8 keeps its bytes, so the row opens the very file
+        atomic_write_bytes(out.with_suffix(".csv"), index.getvalue().encode("utf-8", "surrogateescape"))
         return [out, out.with_suffix(".csv")]
     except OSError as exc:
         raise ImgclsError(f"cannot write {exc.filename or out}: {exc.strerror or exc}; "
@@ -109,7 +110,8 @@ def _parquet_bytes(embeddings: Embeddings) -> bytes:
 
     dims = embeddings.vectors.shape[1]
     column = pa.FixedSizeListArray.from_arrays(pa.array(embeddings.vectors.reshape(-1), pa.float32()), dims)
-    table = pa.table({"path": pa.array(embeddings.paths, pa.string()), "embedding": column})
+    paths = pa.array([utf8_name(p) for p in embeddings.paths], pa.string())  # parquet strings are UTF-8 only
+    table = pa.table({"path": paths, "embedding": column})
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
     return sink.getvalue().to_pybytes()
