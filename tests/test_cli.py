@@ -126,3 +126,18 @@ def test_file_names_that_are_not_utf8_train_predict_sort_and_embed(tiny_data: Pa
     names = pq.read_table(tmp_path / "e.parquet").column("path").to_pylist()
     assert Path(odd["val"]).name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace") in {
         Path(n).name for n in names}
+
+
+def test_the_executable_exits_when_a_command_leaves_an_idle_thread_pool() -> None:
+    # OpenVINO's export left such a pool: imgcls printed the file, then waited for ever
+    import subprocess
+    import sys
+
+    script = ("import concurrent.futures, imgcls.cli as cli\n"
+              "def app():\n"
+              "    cli.pool = concurrent.futures.ThreadPoolExecutor(2)\n"
+              "    cli.pool.submit(print, 'worked', flush=True).result()\n"
+              "cli.app = app\n"
+              "cli.run()\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout) == (0, "worked\n")
