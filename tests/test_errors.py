@@ -152,6 +152,8 @@ CASES = [
     (["doctor", "{bad}/notes.txt"], "not a file"),
     (["doctor", "cifar10"], "CIFAR-10"),
     (["train", "{tiny_data}", "--out", "{bad}/notes.txt/runs"], "cannot write runs into"),
+    (["serve", T, "--device", "tpu"], "give cpu or cuda"),
+    (["serve", T, "--device", "cuda:99"], "--device cuda:99: this machine has"),  # no GPU, or not 100 of them
 ]
 
 

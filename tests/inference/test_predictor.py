@@ -54,3 +54,13 @@ def test_no_readable_image_is_a_data_error(predictor, tmp_path):
     with pytest.raises(DataError, match="could be read"):
         predictor.predict(tmp_path)
 
+
+
+def test_a_run_without_best_pt_says_it_predicts_with_last_pt(tiny_run, tmp_path, caplog):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    (run / "best.pt").unlink()
+    with caplog.at_level(logging.WARNING):
+        loaded = Predictor.load(run)
+    assert loaded.source.name == "last.pt"
+    assert any("no best.pt" in r.getMessage() and "last.pt" in r.getMessage() for r in caplog.records)

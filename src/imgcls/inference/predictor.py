@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 from imgcls.data.folders import report_ignored, walk_files
 from imgcls.data.images import IMAGE_EXTENSIONS, ImageLoadError, load_image
 from imgcls.data.presets import EvalPreset, UInt8EvalPreset, normalize_batch
-from imgcls.errors import CheckpointError, DataError, model_not_found
+from imgcls.errors import CheckpointError, DataError, ImgclsError, model_not_found
 from imgcls.inference.backend import BACKENDS, LoadedModel, load_model_file
 from imgcls.models.chunked import CPU_SLICE
 from imgcls.models.ood import DEFAULT_REJECT_RATE, split_outputs, threshold_for
@@ -52,6 +52,23 @@ class Prediction:
                 "unknown": self.unknown, "ood_score": self.ood_score}
 
 
+def usable_device(device: str) -> str:
+    """``device`` when this machine can run a model there; ImgclsError (exit 2) naming the fix otherwise."""
+    try:
+        kind = torch.device(device)
+    except RuntimeError:
+        kind = None
+    if kind is None or kind.type not in ("cpu", "cuda"):
+        raise ImgclsError(f"--device {device}: give cpu or cuda (cuda:1 for the second GPU)")
+    if kind.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ImgclsError(f"--device {device}: this machine has no usable CUDA GPU; use --device cpu")
+        if kind.index is not None and kind.index >= torch.cuda.device_count():
+            raise ImgclsError(f"--device {device}: this machine has {torch.cuda.device_count()} GPU(s), "
+                              f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+    return device
+
+
 def resolve_model_path(path: str | Path) -> Path:
     """A run directory becomes its best checkpoint; files are checked to exist and be known."""
     from imgcls.inference.hf_folder_backend import is_hf_folder
@@ -60,7 +77,11 @@ def resolve_model_path(path: str | Path) -> Path:
     if is_hf_folder(path) and not RunDir.is_run_dir(path):
         return path  # a Hugging Face folder (imgcls export --format hf)
     if path.is_dir():
-        return RunDir.open(path).best_checkpoint
+        chosen = RunDir.open(path).best_checkpoint
+        if chosen.name != RunDir.BEST:
+            log.warning("%s has no %s (no epoch finished validation, or it was removed): using %s, the latest "
+                        "epoch's weights; pass a checkpoint file to choose", path, RunDir.BEST, chosen.name)
+        return chosen
     if not path.is_file():
         raise model_not_found(path)
     if path.suffix.lower() not in BACKENDS:
@@ -137,6 +158,7 @@ class Predictor:
         if reject_rate is not None and not 0 <= reject_rate < 1:
             raise DataError(f"--reject-rate must be at least 0 and below 1 (got {reject_rate:g}); "
                             f"0.05 rejects 5% of the known images, --no-reject turns unknown answers off")
+        device = usable_device(device)
         model_path = resolve_model_path(path)
         if model_path.is_dir():
             from imgcls.inference.hf_folder_backend import load_hf_folder
