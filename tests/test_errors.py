@@ -152,6 +152,11 @@ CASES = [
     (["doctor", "{bad}/notes.txt"], "not a file"),
     (["doctor", "cifar10"], "CIFAR-10"),
     (["train", "{tiny_data}", "--out", "{bad}/notes.txt/runs"], "cannot write runs into"),
+    (["explain", T, "{tiny_data}/val", "--out", "{bad}/notes.txt"], "cannot write the overlays"),
+    (["explain", T, "{bad}/text_only", "--out", "{bad}/overlays"], "could be read as an image"),
+    (["compare", T, "--out", "{bad}/notes.txt"], "cannot write the comparison"),
+    (["lr-find", "{tiny_data}", "--model", "small_cnn", "--out", "{bad}/notes.txt"], "cannot write lr_find.png"),
+    (["split", "{tiny_data}/train", "--out", "{bad}/notes.txt"], "is a file; choose a new --out folder"),
     (["serve", T, "--device", "tpu"], "give cpu or cuda"),
     (["serve", T, "--device", "cuda:99"], "--device cuda:99: this machine has"),  # no GPU, or not 100 of them
 ]

@@ -224,11 +224,15 @@ def explain(model: str | Path, inputs: str | Path | Iterable[str | Path], out: s
     """:meth:`Classifier.explain` of a run directory or .pt checkpoint, without loading a Predictor first."""
     from imgcls.inference.explain import explainer_for, overlay_paths
     from imgcls.inference.predictor import expand_image_paths
-    from imgcls.rundir import atomic_write_bytes
+    from imgcls.errors import DataError
+    from imgcls.rundir import atomic_write_bytes, writable_folder
 
+    writable_folder(Path(out), "the overlays")  # before the model loads and the images are explained
     explainer = explainer_for(model)
-    explanations = explainer.explain_files(expand_image_paths([inputs] if isinstance(inputs, (str, Path))
-                                                              else inputs), target)
+    paths = expand_image_paths([inputs] if isinstance(inputs, (str, Path)) else inputs)
+    explanations = explainer.explain_files(paths, target)
+    if paths and not explanations:
+        raise DataError(f"none of the {len(paths)} input files could be read as an image")
     results = []
     for explanation, file in zip(explanations, overlay_paths([e.path for e in explanations], Path(out))):
         atomic_write_bytes(file, explanation.png())

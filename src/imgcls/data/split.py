@@ -78,6 +78,8 @@ def split_folder(src: str | Path, dst: str | Path, val: float = 0.2, test: float
     if not src.is_dir():
         what = "is a file, not a folder" if src.exists() else "not found"
         raise DataError(f"source folder {src} {what}; give a folder of class folders")
+    if dst.exists() and not dst.is_dir():
+        raise DataError(f"--out {dst} is a file; choose a new --out folder")
     if dst.exists() and any(dst.iterdir()):
         raise DataError(f"output folder {dst} is not empty; choose a new --out folder")
     scan = scan_folder(src)

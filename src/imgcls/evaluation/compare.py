@@ -21,7 +21,7 @@ from imgcls.evaluation import html as h
 from imgcls.evaluation.evaluate import evaluate_predictor
 from imgcls.evaluation.plots import plot_val_accuracy
 from imgcls.inference.predictor import Predictor
-from imgcls.rundir import RunDir, atomic_write_text, read_json
+from imgcls.rundir import RunDir, atomic_write_text, read_json, writable_folder
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +183,7 @@ def compare_runs(paths: list[str | Path], out: str | Path) -> list[RunSummary]:
     runs = find_runs(paths, skip=out)
     summaries = [summarize_run(run, label) for run, label in zip(runs, _labels(runs))]
     settings = differing_settings(summaries)
-    out.mkdir(parents=True, exist_ok=True)
+    writable_folder(out, "the comparison")
     notes = "\n".join(f"- {n}" for n in FOOTNOTES)
     atomic_write_text(out / TABLE_MD, f"# imgcls compare\n\n{markdown_table(summaries, settings)}\n{notes}\n\n"
                                       f"![val accuracy of every run]({PLOT})\n")

@@ -29,7 +29,7 @@ from imgcls.models.factory import CreatedModel
 from imgcls.models.metadata import checkpoint_meta
 from imgcls.models.module import ClassifierModule
 from imgcls.models.multilabel import MultiLabelModule
-from imgcls.rundir import RunDir, atomic_write_bytes, write_json
+from imgcls.rundir import RunDir, atomic_write_bytes, writable_folder, write_json
 from imgcls.training.setup import lightning_notices_hidden, make_datamodule, make_recipe, prepare, use_feature_cache
 from imgcls.training.strategies import apply_stage, default_lr, plan_stages, unfreeze
 
@@ -205,5 +205,6 @@ def resolve_auto_lr(config: TrainConfig, source: DataSource, created: CreatedMod
 
 def lr_find(config: TrainConfig, out: str | Path, steps: int = DEFAULT_STEPS) -> LrFinding:
     """``imgcls lr-find``: data and model resolved exactly as ``imgcls train`` does, then the range test."""
+    writable_folder(Path(out), "lr_find.png")  # before the range test, not after it
     config, source, created = prepare(config, verb="lr-find")
     return find_lr(config, source, created, Path(out), steps)
