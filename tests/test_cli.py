@@ -141,3 +141,13 @@ def test_the_executable_exits_when_a_command_leaves_an_idle_thread_pool() -> Non
               "cli.run()\n")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stdout) == (0, "worked\n")
+
+
+def test_split_writes_train_and_val_of_every_class(tiny_data: Path, tmp_path: Path) -> None:
+    from tests.helpers import run_main
+
+    code, _, stderr = run_main("split", str(tiny_data / "train"), "--out", str(tmp_path / "split"), "--val", "0.25")
+    assert code == 0, stderr[-2000:]
+    for split, count in (("train", 18), ("val", 6)):
+        for cls in ("checker", "stripes_h", "stripes_v"):
+            assert len(list((tmp_path / "split" / split / cls).iterdir())) == count, (split, cls)

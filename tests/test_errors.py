@@ -157,6 +157,7 @@ CASES = [
     (["compare", T, "--out", "{bad}/notes.txt"], "cannot write the comparison"),
     (["lr-find", "{tiny_data}", "--model", "small_cnn", "--out", "{bad}/notes.txt"], "cannot write lr_find.png"),
     (["split", "{tiny_data}/train", "--out", "{bad}/notes.txt"], "is a file; choose a new --out folder"),
+    (["split", "{tiny_data}", "--out", "{bad}/split_out"], "is split already"),
     (["serve", T, "--device", "tpu"], "give cpu or cuda"),
     (["serve", T, "--device", "cuda:99"], "--device cuda:99: this machine has"),  # no GPU, or not 100 of them
 ]

@@ -78,6 +78,9 @@ def split_folder(src: str | Path, dst: str | Path, val: float = 0.2, test: float
     if not src.is_dir():
         what = "is a file, not a folder" if src.exists() else "not found"
         raise DataError(f"source folder {src} {what}; give a folder of class folders")
+    if (src / "train").is_dir() and any((src / other).is_dir() for other in ("val", "test")):
+        raise DataError(f"{src} is split already (train/ and val/ or test/); train on it as it is, or split "
+                        f"{src / 'train'} alone")
     if dst.exists() and not dst.is_dir():
         raise DataError(f"--out {dst} is a file; choose a new --out folder")
     if dst.exists() and any(dst.iterdir()):
