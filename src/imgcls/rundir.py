@@ -100,7 +100,7 @@ def atomic_copy(source: Path, target: Path) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     """UTF-8; a file name in ``text`` that is not UTF-8 shows its odd bytes as ``\\xNN`` (:func:`utf8_name`)."""
-    atomic_write_bytes(path, text.encode("utf-8", "backslashreplace"))
+    atomic_write_bytes(path, utf8_name(text).encode("utf-8"))
 
 
 def utf8_name(path: str) -> str:
